@@ -1,0 +1,92 @@
+"""gradtx: composable gradient transformations for JAX whose optimizers match torch.optim.
+
+Everything public is importable from here: ``import gradtx as gx``.
+"""
+
+from gradtx.core import (
+    EmptyState,
+    GradientTransformation,
+    OptState,
+    Params,
+    Schedule,
+    ScalarOrSchedule,
+    Updates,
+    apply_updates,
+    chain,
+    identity,
+    parallel,
+)
+from gradtx.optimizers import adadelta, adagrad, adam, adamw, nadam, rmsprop, sgd
+from gradtx.transforms.decay import add_decayed_weights
+from gradtx.transforms.moments import (
+    CountState,
+    MomentState,
+    bias_correction,
+    ema,
+    ema_of_squares,
+    ema_update,
+    ema_variance,
+    running_max,
+    sum_of_squares,
+)
+from gradtx.transforms.momentum import (
+    MomentumState,
+    NadamMomentumState,
+    nadam_momentum,
+    scale_by_momentum,
+)
+from gradtx.transforms.normalization import (
+    PastUpdateRmsState,
+    normalize,
+    scale_by_adam,
+    scale_by_past_update_rms,
+    scale_by_rms,
+    scale_by_rss,
+)
+from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CountState",
+    "EmptyState",
+    "GradientTransformation",
+    "MomentState",
+    "MomentumState",
+    "NadamMomentumState",
+    "OptState",
+    "Params",
+    "PastUpdateRmsState",
+    "ScalarOrSchedule",
+    "Schedule",
+    "ScheduleState",
+    "Updates",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "apply_updates",
+    "bias_correction",
+    "chain",
+    "ema",
+    "ema_of_squares",
+    "ema_update",
+    "ema_variance",
+    "identity",
+    "nadam",
+    "nadam_momentum",
+    "normalize",
+    "parallel",
+    "rmsprop",
+    "running_max",
+    "scale",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_momentum",
+    "scale_by_past_update_rms",
+    "scale_by_rms",
+    "scale_by_rss",
+    "sgd",
+    "sum_of_squares",
+]

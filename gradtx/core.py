@@ -1,0 +1,172 @@
+"""The core protocol: a gradient transformation is a pure ``(init, update)`` pair.
+
+Two combinators compose transformations:
+
+* :func:`chain` runs transformations in series; each sees the previous one's output.
+* :func:`parallel` runs transformations side by side on the *same* input and merges their outputs
+  leaf by leaf. Adam needs this: both of its moments are statistics of the raw gradient, so a
+  series of transforms cannot express it, but ``parallel(first_moment, second_moment, combine=...)``
+  can, while each moment, its bias correction and its running max stay separate, reusable pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+
+PyTree = Any
+Params = PyTree
+Updates = PyTree
+OptState = PyTree
+Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None
+    ) -> tuple[Updates, OptState]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pure pair of functions that transforms gradients into updates.
+
+    ``init(params) -> state`` builds the state (a pytree of arrays) for a tree of parameters.
+    ``update(updates, state, params=None) -> (updates, state)`` transforms one step's updates
+    (usually the gradients) and returns the new state. Neither function has side effects, so
+    both can be jitted, vmapped, differentiated and sharded.
+
+    The layout is the same as Optax's ``GradientTransformation`` (a NamedTuple of ``init`` and
+    ``update``), so a gradtx optimizer can be handed to anything that takes an Optax one,
+    such as Flax's ``TrainState`` or ``nnx.Optimizer``.
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+def identity() -> GradientTransformation:
+    """Returns updates unchanged; keeps no state."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Composes transformations in series: each one transforms the output of the previous.
+
+    The state is a tuple holding each transformation's state, in order.
+
+    Example:
+        >>> import gradtx as gx
+        >>> sgd_with_l2 = gx.chain(gx.add_decayed_weights(1e-4), gx.scale_by_learning_rate(0.1))
+    """
+    _check_transforms(transforms, "chain")
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates, state, params=None):
+        _check_state_length(state, transforms, "chain")
+        new_state = []
+        for t, s in zip(transforms, state):
+            updates, s = t.update(updates, s, params)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def parallel(
+    *transforms: GradientTransformation, combine: Callable[..., jax.Array]
+) -> GradientTransformation:
+    """Runs transformations side by side on the same input and merges their outputs.
+
+    Every transformation receives the same incoming ``updates`` (and ``params``); the output is
+    ``combine(out_1, ..., out_n)`` applied leaf by leaf. The state is a tuple of each branch's
+    state, in order.
+
+    This is how gradtx builds optimizers whose statistics all come from the raw gradient. Adam,
+    for example, is ``parallel(first_moment, second_moment, combine=...)`` in which each branch
+    is itself a chain of small transforms (see :func:`gradtx.normalize`).
+
+    Example:
+        >>> import gradtx as gx
+        >>> variance = gx.parallel(
+        ...     gx.ema_of_squares(0.99), gx.ema(0.99), combine=lambda sq, m: sq - m * m
+        ... )
+    """
+    _check_transforms(transforms, "parallel")
+    if not transforms:
+        raise ValueError("parallel needs at least one transformation.")
+    if not callable(combine):
+        raise TypeError(f"parallel: `combine` must be callable, got {type(combine).__name__}.")
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates, state, params=None):
+        _check_state_length(state, transforms, "parallel")
+        outputs, new_state = [], []
+        for t, s in zip(transforms, state):
+            out, s = t.update(updates, s, params)
+            outputs.append(out)
+            new_state.append(s)
+        merged = jax.tree_util.tree_map(combine, *outputs)
+        return merged, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Returns ``params + updates``, leaf by leaf, each result in its parameter's dtype.
+
+    ``None`` leaves in ``params`` pass through. A tree of updates that does not match the
+    parameters raises a ``ValueError`` naming the first path that differs.
+    """
+    _tree.check_match(params, updates, reference_name="params", other_name="updates")
+
+    def add(p, u):
+        return jnp.asarray(p + u, dtype=jnp.result_type(p))
+
+    return jax.tree_util.tree_map(add, params, updates)
+
+
+def _check_transforms(transforms, where):
+    for i, t in enumerate(transforms):
+        if not isinstance(t, GradientTransformation) and not (
+            callable(getattr(t, "init", None)) and callable(getattr(t, "update", None))
+        ):
+            raise TypeError(
+                f"{where}: argument {i} is a {type(t).__name__}, not a GradientTransformation "
+                "(did you forget to call it, e.g. gx.identity() instead of gx.identity?)."
+            )
+
+
+def _check_state_length(state, transforms, where):
+    if not isinstance(state, tuple) or len(state) != len(transforms):
+        got = f"a tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
+        raise ValueError(
+            f"{where}: expected a state tuple of {len(transforms)} entries (one per "
+            f"transformation), got {got}. Was the state made by this transformation's init?"
+        )

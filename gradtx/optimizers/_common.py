@@ -1,0 +1,39 @@
+"""Pieces every torch-style optimizer shares: maximisation, L2 weight decay, the optional steps,
+and the validation of the common hyperparameters."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
+from gradtx.transforms.decay import add_decayed_weights
+from gradtx.transforms.scaling import scale
+
+
+def pipeline(*steps: GradientTransformation | None) -> GradientTransformation:
+    """``chain`` of the steps that are present (``None`` marks a step left out)."""
+    return chain(*(s for s in steps if s is not None))
+
+
+def negate_if(maximize: bool) -> GradientTransformation | None:
+    """torch's ``maximize=True``: ascend the objective by descending its negation."""
+    check_bool("maximize", maximize)
+    return scale(-1.0) if maximize else None
+
+
+def weight_decay_if(weight_decay: float | jax.Array) -> GradientTransformation | None:
+    """``add_decayed_weights``, left out when ``weight_decay`` is a Python zero as torch skips it."""
+    return None if validation.is_static_zero(weight_decay) else add_decayed_weights(weight_decay)
+
+
+def check_common(learning_rate: ScalarOrSchedule, weight_decay, eps=None) -> None:
+    validation.check_non_negative("learning_rate", learning_rate)
+    validation.check_non_negative("weight_decay", weight_decay)
+    if eps is not None:
+        validation.check_non_negative("eps", eps)
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {value!r}.")

@@ -1,0 +1,165 @@
+"""The Adam family: Adam, AMSGrad (``adam(amsgrad=True)``), AdamW and NAdam."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
+from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.transforms.moments import bias_correction, ema_of_squares
+from gradtx.transforms.momentum import nadam_momentum
+from gradtx.transforms.normalization import normalize, scale_by_adam
+from gradtx.transforms.scaling import scale_by_learning_rate
+
+
+def _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize):
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+    check_bool("amsgrad", amsgrad)
+    check_bool("maximize", maximize)
+
+
+def adam(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Adam (Kingma & Ba, 2015), or AMSGrad (Reddi et al., 2018) with ``amsgrad=True``, equal
+    step for step to ``torch.optim.Adam``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \hat m_t &= \frac{m_t}{1-\beta_1^t}, \qquad
+        \hat v_t = \frac{v_t \ \text{or}\ \max_{i \le t} v_i \ \text{(AMSGrad)}}{1-\beta_2^t} \\
+        \theta_t &= \theta_{t-1} - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+    ``weight_decay`` here is L2 regularisation added to the gradient, as in torch's Adam; for
+    decoupled decay use :func:`adamw`. ``b1, b2`` are torch's ``betas``.
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_adam(β1, β2, ε, amsgrad) →
+    scale_by_learning_rate(η)``, where ``scale_by_adam`` is
+    ``normalize(chain(ema(β1), bias_correction(β1)),
+    chain(ema_of_squares(β2), [running_max()], bias_correction(β2)), eps=ε)``.
+
+    torch.optim: ``Adam(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
+
+    Differences from ``optax.adam``: Optax has no default learning rate, no ``weight_decay`` and
+    no ``amsgrad`` argument; ``optax.amsgrad`` takes the running max of the *bias-corrected*
+    second moment, torch and gradtx of the raw one (then bias-correct it).
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.adam(learning_rate=3e-4, b2=0.99, amsgrad=True)
+    """
+    _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_adam(b1, b2, eps, amsgrad),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 1e-2,
+    amsgrad: bool = False,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, equal step for
+    step to ``torch.optim.AdamW``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) \\
+        \hat m_t, \hat v_t &\ \text{as in :func:`adam`} \\
+        \theta_t &= \theta_{t-1}(1 - \eta\lambda) - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+    Chain: ``[scale(-1)] → scale_by_adam(β1, β2, ε, amsgrad) → [add_decayed_weights(λ)] →
+    scale_by_learning_rate(η)``: decay after the moments and before the learning rate is
+    decoupled decay.
+
+    torch.optim: ``AdamW(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
+
+    Differences from ``optax.adamw``: Optax defaults to ``weight_decay=1e-4`` (torch: 1e-2) and
+    has no default learning rate and no ``amsgrad``.
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.adamw(learning_rate=1e-3, weight_decay=0.05)
+    """
+    _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize)
+    return pipeline(
+        negate_if(maximize),
+        scale_by_adam(b1, b2, eps, amsgrad),
+        weight_decay_if(weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadam(
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    momentum_decay: float | jax.Array = 4e-3,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum and a momentum schedule, equal step for
+    step to ``torch.optim.NAdam``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + [\lambda\,\theta_{t-1}] \\
+        \mu_t &= \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr), \qquad
+        \Pi_t = \textstyle\prod_{i \le t} \mu_i \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \theta_t &= \theta_{t-1}[(1-\eta\lambda)] - \eta\,
+            \frac{\frac{1-\mu_t}{1-\Pi_t} g_t + \frac{\mu_{t+1}}{1-\Pi_{t}\mu_{t+1}} m_t}
+                 {\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+
+    with the first bracket for L2 decay and the second for ``decoupled_weight_decay=True``
+    (NAdamW). :math:`\psi` is ``momentum_decay``.
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → normalize(nadam_momentum(β1, ψ),
+    chain(ema_of_squares(β2), bias_correction(β2)), eps=ε) → [add_decayed_weights(λ)] →
+    scale_by_learning_rate(η)``, with decay on one side or the other.
+
+    torch.optim: ``NAdam(params, lr, betas=(b1, b2), eps, weight_decay, momentum_decay,
+    decoupled_weight_decay, maximize)``.
+
+    Differences from ``optax.nadam``: Optax's NAdam is Adam with a Nesterov look-ahead and no
+    momentum schedule (:math:`\psi = 0` in spirit, with a different bias correction); its
+    trajectories differ from torch's and gradtx's.
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.nadam(weight_decay=0.01, decoupled_weight_decay=True)
+    """
+    _check_adam(learning_rate, b1, b2, eps, weight_decay, False, maximize)
+    validation.check_non_negative("momentum_decay", momentum_decay)
+    check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    decay = weight_decay_if(weight_decay)
+    return pipeline(
+        negate_if(maximize),
+        None if decoupled_weight_decay else decay,
+        normalize(
+            nadam_momentum(b1, momentum_decay),
+            chain(ema_of_squares(b2), bias_correction(b2)),
+            eps=eps,
+        ),
+        decay if decoupled_weight_decay else None,
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,147 @@
+"""Optimizers that divide by a root of accumulated squared gradients: Adagrad, RMSProp and
+Adadelta."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.transforms.momentum import scale_by_momentum
+from gradtx.transforms.normalization import scale_by_past_update_rms, scale_by_rms, scale_by_rss
+from gradtx.transforms.scaling import scale_by_learning_rate
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    lr_decay: float | jax.Array = 0.0,
+    weight_decay: float | jax.Array = 0.0,
+    initial_accumulator_value: float | jax.Array = 0.0,
+    eps: float | jax.Array = 1e-10,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Adagrad (Duchi et al., 2011), equal step for step to ``torch.optim.Adagrad``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        s_t &= s_{t-1} + g_t^2, \qquad s_0 = \text{initial\_accumulator\_value} \\
+        \tilde\eta_t &= \eta_t / \bigl(1 + (t-1)\,\text{lr\_decay}\bigr) \\
+        \theta_t &= \theta_{t-1} - \tilde\eta_t\, \frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_rss(s_0, ε) →
+    scale_by_learning_rate(η̃)``.
+
+    torch.optim: ``Adagrad(params, lr, lr_decay, weight_decay, initial_accumulator_value, eps,
+    maximize)``.
+
+    Differences from ``optax.adagrad``: Optax defaults to ``initial_accumulator_value=0.1`` and
+    ``eps=1e-7``, puts eps inside the root (:math:`g/\sqrt{s + \epsilon}`), has no ``lr_decay``
+    and no ``weight_decay``.
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.adagrad(learning_rate=0.1, lr_decay=1e-3)
+    """
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_non_negative("lr_decay", lr_decay)
+    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_rss(initial_accumulator_value, eps),
+        scale_by_learning_rate(_inverse_time_decay(learning_rate, lr_decay)),
+    )
+
+
+def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay) -> ScalarOrSchedule:
+    if validation.is_static_zero(lr_decay):
+        return learning_rate
+
+    def schedule(count):
+        lr = learning_rate(count) if callable(learning_rate) else learning_rate
+        return lr / (1 + count * lr_decay)
+
+    return schedule
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: float | jax.Array = 0.99,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    momentum: float | jax.Array = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""RMSProp (Hinton, 2012), equal step for step to ``torch.optim.RMSprop``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        v_t &= \alpha v_{t-1} + (1-\alpha) g_t^2, \qquad
+            \bar g_t = \alpha \bar g_{t-1} + (1-\alpha) g_t \ \text{(centered only)} \\
+        d_t &= \frac{g_t}{\sqrt{v_t - [\bar g_t^2]} + \epsilon}, \qquad
+            b_t = \mu\, b_{t-1} + d_t \ \ (b_0 = 0;\ \text{only when } \mu > 0) \\
+        \theta_t &= \theta_{t-1} - \eta\, b_t \ \ \text{or}\ \ \theta_{t-1} - \eta\, d_t
+
+    ``decay`` is torch's ``alpha``. Chain: ``[scale(-1)] → [add_decayed_weights(λ)] →
+    scale_by_rms(α, ε, centered) → [scale_by_momentum(μ)] → scale_by_learning_rate(η)``.
+
+    torch.optim: ``RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered, maximize)``.
+
+    Differences from ``optax.rmsprop``: Optax defaults to ``decay=0.9`` and puts eps inside the
+    root (``eps_in_sqrt=True``); it has no ``weight_decay``.
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.rmsprop(learning_rate=1e-3, momentum=0.9, centered=True)
+    """
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_unit_interval("decay", decay)
+    validation.check_non_negative("momentum", momentum)
+    check_bool("centered", centered)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_rms(decay, eps, centered=centered),
+        None if validation.is_static_zero(momentum) else scale_by_momentum(momentum),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: float | jax.Array = 0.9,
+    eps: float | jax.Array = 1e-6,
+    weight_decay: float | jax.Array = 0.0,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Adadelta (Zeiler, 2012), equal step for step to ``torch.optim.Adadelta``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        v_t &= \rho v_{t-1} + (1-\rho) g_t^2 \\
+        \Delta_t &= \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t, \qquad
+            a_t = \rho a_{t-1} + (1-\rho) \Delta_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta\, \Delta_t
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_rms(ρ, ε, eps_in_sqrt=True) →
+    scale_by_past_update_rms(ρ, ε) → scale_by_learning_rate(η)``.
+
+    torch.optim: ``Adadelta(params, lr, rho, eps, weight_decay, maximize)``.
+
+    Differences from ``optax.adadelta``: Optax has no default learning rate (torch's is 1.0).
+
+    Example:
+        >>> import gradtx as gx
+        >>> opt = gx.adadelta(rho=0.95)
+    """
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_unit_interval("rho", rho)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_rms(rho, eps, eps_in_sqrt=True),
+        scale_by_past_update_rms(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )

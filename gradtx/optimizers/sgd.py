@@ -1,0 +1,69 @@
+"""Stochastic gradient descent with torch's momentum, dampening and Nesterov options."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.transforms.momentum import scale_by_momentum
+from gradtx.transforms.scaling import scale_by_learning_rate
+
+
+def sgd(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: float | jax.Array = 0.0,
+    dampening: float | jax.Array = 0.0,
+    nesterov: bool = False,
+    weight_decay: float | jax.Array = 0.0,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Stochastic gradient descent, equal step for step to ``torch.optim.SGD``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1}
+            \quad (- \text{ when maximizing}) \\
+        b_1 &= g_1, \qquad b_t = \mu\, b_{t-1} + (1-\tau)\, g_t \\
+        \theta_t &= \theta_{t-1} - \eta\, d_t, \qquad
+            d_t = g_t + \mu\, b_t \ \text{(Nesterov)},\ \ b_t \ \text{(momentum)},\ \
+            g_t \ (\mu = 0)
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → [scale_by_momentum(μ, τ, nesterov)] →
+    scale_by_learning_rate(η)``; bracketed steps are left out when not used.
+
+    Args:
+        learning_rate: :math:`\eta`, a float, array or schedule ``count -> value``.
+        momentum: :math:`\mu \ge 0`.
+        dampening: :math:`\tau \in [0, 1]`.
+        nesterov: Nesterov momentum (needs :math:`\mu > 0` and :math:`\tau = 0`).
+        weight_decay: L2 penalty :math:`\lambda \ge 0`, added to the gradient.
+        maximize: maximise the objective instead of minimising it.
+
+    torch.optim: ``SGD(params, lr, momentum, dampening, weight_decay, nesterov, maximize)``.
+
+    Differences from ``optax.sgd``: Optax has no default learning rate, no dampening and no
+    ``weight_decay`` argument; its momentum buffer starts at zero, which gives the same first
+    buffer as torch's only because it has no dampening.
+
+    Example:
+        >>> import gradtx as gx, jax.numpy as jnp
+        >>> opt = gx.sgd(learning_rate=0.1, momentum=0.9, nesterov=True)
+        >>> params = {"w": jnp.ones(3)}
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": jnp.ones(3)}, state, params)
+        >>> params = gx.apply_updates(params, updates)
+    """
+    check_common(learning_rate, weight_decay)
+    validation.check_non_negative("momentum", momentum)
+    validation.check_interval("dampening", dampening, 0.0, 1.0)
+    check_bool("nesterov", nesterov)
+    if nesterov and validation.is_static_zero(momentum):
+        raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=0.")
+    use_momentum = not validation.is_static_zero(momentum)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_momentum(momentum, dampening, nesterov) if use_momentum else None,
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,1 @@
+"""Composable transforms, one module per family."""

@@ -1,0 +1,144 @@
+"""Running statistics of the updates: moving averages, sums of squares, running maxima, and the
+bias correction of a moving average.
+
+Each transformation here outputs the statistic itself (not the updates scaled by it), so that
+optimizers can combine statistics of the same gradient with :func:`gradtx.parallel`. All of
+them share one per-leaf accumulator, :func:`_accumulator`, so no optimizer holds a private copy
+of moment code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import GradientTransformation, PyTree, parallel
+from gradtx.transforms.counting import increment, zero_count
+
+
+class MomentState(NamedTuple):
+    """A statistic of the updates with the shape of the parameters."""
+
+    moment: PyTree
+
+
+class CountState(NamedTuple):
+    """The number of updates seen so far."""
+
+    count: jax.Array
+
+
+def ema_update(moment: jax.Array, value: jax.Array, decay) -> jax.Array:
+    """One step of an exponential moving average, :math:`\\beta m + (1-\\beta) x`, in the
+    moment's dtype. Every moving average in gradtx goes through this function."""
+    decay = _tree.cast_like(decay, moment)
+    return (decay * moment + (1 - decay) * value).astype(moment.dtype)
+
+
+def _accumulator(
+    name: str,
+    step: Callable[[jax.Array, jax.Array], jax.Array],
+    of: Callable[[jax.Array], jax.Array] = lambda u: u,
+    initial_value: float | jax.Array = 0.0,
+) -> GradientTransformation:
+    """A transformation that keeps one per-parameter statistic ``s``, updates it with
+    ``s <- step(s, of(u))`` and outputs the new ``s``."""
+
+    def init(params):
+        return MomentState(moment=_tree.full_like(params, initial_value))
+
+    def update(updates, state, params=None):
+        del params
+        moment = _tree.map_state(
+            lambda u, s: step(s, of(u.astype(s.dtype))), updates, state.moment, name=name
+        )
+        return moment, MomentState(moment=moment)
+
+    return GradientTransformation(init, update)
+
+
+def _square(u):
+    return u * u
+
+
+def ema(decay: float | jax.Array) -> GradientTransformation:
+    """The exponential moving average of the updates (a first moment), starting at zero:
+
+    .. math:: m_t = \\beta\\, m_{t-1} + (1-\\beta)\\, u_t
+
+    It outputs :math:`m_t`. Follow it with :func:`bias_correction` for Adam's :math:`\\hat m_t`.
+    """
+    validation.check_unit_interval("decay", decay)
+    return _accumulator("ema", lambda s, x: ema_update(s, x, decay))
+
+
+def ema_of_squares(decay: float | jax.Array) -> GradientTransformation:
+    """The exponential moving average of the squared updates (an uncentered second moment),
+    starting at zero:
+
+    .. math:: v_t = \\beta\\, v_{t-1} + (1-\\beta)\\, u_t^2
+
+    It outputs :math:`v_t`.
+    """
+    validation.check_unit_interval("decay", decay)
+    return _accumulator("ema_of_squares", lambda s, x: ema_update(s, x, decay), of=_square)
+
+
+def ema_variance(decay: float | jax.Array) -> GradientTransformation:
+    """The moving variance of the updates, :math:`v_t - m_t^2`, where :math:`v_t` is
+    :func:`ema_of_squares` and :math:`m_t` is :func:`ema` of the same input (centered RMSProp).
+    """
+    return parallel(ema_of_squares(decay), ema(decay), combine=lambda sq, m: sq - m * m)
+
+
+def sum_of_squares(initial_value: float | jax.Array = 0.0) -> GradientTransformation:
+    """The running sum of squared updates (Adagrad's accumulator), starting at
+    ``initial_value``:
+
+    .. math:: s_t = s_{t-1} + u_t^2, \\qquad s_0 = \\text{initial\\_value}
+    """
+    validation.check_non_negative("initial_value", initial_value)
+    return _accumulator(
+        "sum_of_squares", lambda s, x: (s + x).astype(s.dtype), of=_square,
+        initial_value=initial_value,
+    )
+
+
+def running_max() -> GradientTransformation:
+    """The elementwise running maximum of the updates, starting at zero as torch's AMSGrad does
+    (it is meant for non-negative statistics such as a second moment):
+
+    .. math:: \\hat v_t = \\max(\\hat v_{t-1}, u_t), \\qquad \\hat v_0 = 0
+    """
+    return _accumulator("running_max", jnp.maximum)
+
+
+def bias_correction(decay: float | jax.Array) -> GradientTransformation:
+    """Divides updates by :math:`1-\\beta^t`, where :math:`t` counts this transformation's
+    updates from 1. This corrects the bias toward zero of a moving average that starts at zero:
+
+    .. math:: \\hat m_t = m_t / (1-\\beta^t)
+
+    Place it after :func:`ema` or :func:`ema_of_squares` (or after :func:`running_max`, for
+    torch's AMSGrad) with the same ``decay``.
+    """
+    validation.check_unit_interval("decay", decay)
+
+    def init(params):
+        del params
+        return CountState(count=zero_count())
+
+    def update(updates, state, params=None):
+        del params
+        count = increment(state.count)
+        # The scalar is computed once per step, outside the elementwise work.
+        correction = 1 - jnp.asarray(decay) ** count
+        out = jax.tree_util.tree_map(lambda u: u / _tree.cast_like(correction, u), updates)
+        return out, CountState(count=count)
+
+    return GradientTransformation(init, update)

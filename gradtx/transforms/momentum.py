@@ -1,0 +1,140 @@
+"""Momentum: torch's heavy-ball and Nesterov momentum, and NAdam's scheduled momentum."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import GradientTransformation, PyTree
+from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms.moments import ema_update
+
+
+class MomentumState(NamedTuple):
+    """torch's ``momentum_buffer`` per parameter, and the number of updates seen."""
+
+    momentum_buffer: PyTree
+    count: jax.Array
+
+
+class NadamMomentumState(NamedTuple):
+    """The first moment, the running product of the momentum schedule, and the step count."""
+
+    moment: PyTree
+    mu_product: jax.Array
+    count: jax.Array
+
+
+def scale_by_momentum(
+    momentum: float | jax.Array = 0.9,
+    dampening: float | jax.Array = 0.0,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    """Heavy-ball or Nesterov momentum with torch.optim.SGD's semantics.
+
+    .. math::
+        b_1 = u_1, \\qquad b_t = \\mu\\, b_{t-1} + (1-\\tau)\\, u_t \\quad (t > 1)
+
+        \\text{out}_t = u_t + \\mu\\, b_t \\ \\text{(Nesterov)} \\quad\\text{or}\\quad b_t
+
+    with momentum :math:`\\mu` and dampening :math:`\\tau`. The buffer starts as the first update
+    itself (not zero, and not damped), as in torch. A momentum of exactly 0 passes updates
+    through unchanged, also when it is a traced array.
+
+    Differs from ``optax.trace``: there the buffer starts at zero and there is no dampening.
+    """
+    validation.check_non_negative("momentum", momentum)
+    validation.check_interval("dampening", dampening, 0.0, 1.0)
+    _check_nesterov(nesterov, momentum, dampening)
+    static_momentum = isinstance(momentum, (int, float))
+
+    def init(params):
+        return MomentumState(momentum_buffer=_tree.full_like(params), count=zero_count())
+
+    def update(updates, state, params=None):
+        del params
+        first = state.count == 0
+
+        def leaf(u, buf):
+            u = u.astype(buf.dtype)
+            mu = _tree.cast_like(momentum, buf)
+            new_buf = jnp.where(
+                first, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
+            )
+            out = u + mu * new_buf if nesterov else new_buf
+            if not static_momentum:  # torch skips momentum entirely when it is 0
+                out = jnp.where(mu == 0, u, out)
+            return out, new_buf
+
+        pairs = _tree.map_state(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
+        out, buf = _tree.split_tuples(pairs, updates, 2)
+        return out, MomentumState(momentum_buffer=buf, count=increment(state.count))
+
+    return GradientTransformation(init, update)
+
+
+def _check_nesterov(nesterov, momentum, dampening):
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"`nesterov` must be a bool, got {nesterov!r}.")
+    if not nesterov:
+        return
+    mom, damp = validation.concrete(momentum), validation.concrete(dampening)
+    if mom is not None and not (mom > 0).all():
+        raise ValueError(f"`nesterov=True` needs `momentum` > 0, got momentum={momentum!r}.")
+    if damp is not None and not (damp == 0).all():
+        raise ValueError(f"`nesterov=True` needs `dampening` = 0, got dampening={dampening!r}.")
+
+
+def nadam_momentum(
+    b1: float | jax.Array = 0.9, momentum_decay: float | jax.Array = 4e-3
+) -> GradientTransformation:
+    """NAdam's bias-corrected Nesterov momentum with its momentum schedule (Dozat, 2016), as in
+    torch.optim.NAdam:
+
+    .. math::
+        \\mu_t = \\beta_1\\bigl(1 - \\tfrac12\\, 0.96^{t\\psi}\\bigr), \\qquad
+        \\Pi_t = \\prod_{i \\le t} \\mu_i, \\qquad
+        m_t = \\beta_1 m_{t-1} + (1-\\beta_1) u_t
+
+        \\text{out}_t = \\frac{1-\\mu_t}{1-\\Pi_t}\\, u_t
+                      + \\frac{\\mu_{t+1}}{1-\\Pi_t\\,\\mu_{t+1}}\\, m_t
+
+    with momentum decay :math:`\\psi`. Divide it by a bias-corrected RMS (see
+    :func:`gradtx.normalize`) to get NAdam. :math:`\\Pi_t` is kept in the default float dtype
+    (float64 when ``jax_enable_x64`` is on), as torch keeps it in its default dtype.
+    """
+    validation.check_unit_interval("b1", b1)
+    validation.check_non_negative("momentum_decay", momentum_decay)
+
+    def init(params):
+        return NadamMomentumState(
+            moment=_tree.full_like(params), mu_product=jnp.ones([]), count=zero_count()
+        )
+
+    def update(updates, state, params=None):
+        del params
+        count = increment(state.count)
+        beta = jnp.asarray(b1, state.mu_product.dtype)
+        psi = jnp.asarray(momentum_decay, state.mu_product.dtype)
+        mu = beta * (1.0 - 0.5 * 0.96 ** (count * psi))
+        mu_next = beta * (1.0 - 0.5 * 0.96 ** ((count + 1) * psi))
+        mu_product = state.mu_product * mu
+        # Per-step scalars, computed once outside the elementwise work.
+        gradient_weight = (1.0 - mu) / (1.0 - mu_product)
+        moment_weight = mu_next / (1.0 - mu_product * mu_next)
+
+        def leaf(u, m):
+            u = u.astype(m.dtype)
+            m = ema_update(m, u, beta)
+            out = _tree.cast_like(gradient_weight, m) * u + _tree.cast_like(moment_weight, m) * m
+            return out, m
+
+        pairs = _tree.map_state(leaf, updates, state.moment, name="nadam_momentum")
+        out, moment = _tree.split_tuples(pairs, updates, 2)
+        return out, NadamMomentumState(moment=moment, mu_product=mu_product, count=count)
+
+    return GradientTransformation(init, update)

@@ -1,0 +1,139 @@
+"""Dividing updates by the root of a second-moment statistic: the shared core of RMSProp,
+Adagrad, Adadelta, Adam, AMSGrad and NAdam."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import GradientTransformation, PyTree, chain, identity, parallel
+from gradtx.transforms import moments
+
+
+def normalize(
+    numerator: GradientTransformation,
+    second_moment: GradientTransformation,
+    *,
+    eps: float | jax.Array,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    """Divides one statistic of the updates by the root of another, both of the *same* input:
+
+    .. math::
+        \\text{out} = \\frac{n(u)}{\\sqrt{v(u)} + \\epsilon}
+        \\quad\\text{or, with } \\texttt{eps\\_in\\_sqrt}, \\quad
+        \\frac{n(u)}{\\sqrt{v(u) + \\epsilon}}
+
+    ``numerator`` and ``second_moment`` are any transformations; they run side by side through
+    :func:`gradtx.parallel`. Adam is
+    ``normalize(chain(ema(b1), bias_correction(b1)), chain(ema_of_squares(b2), bias_correction(b2)), eps=eps)``.
+    """
+    validation.check_non_negative("eps", eps)
+    if not isinstance(eps_in_sqrt, bool):
+        raise TypeError(f"`eps_in_sqrt` must be a bool, got {eps_in_sqrt!r}.")
+
+    def divide(n, v):
+        e = _tree.cast_like(eps, v)
+        return n / (jnp.sqrt(v + e) if eps_in_sqrt else jnp.sqrt(v) + e)
+
+    return parallel(numerator, second_moment, combine=divide)
+
+
+def scale_by_rms(
+    decay: float | jax.Array = 0.99,
+    eps: float | jax.Array = 1e-8,
+    centered: bool = False,
+    eps_in_sqrt: bool = False,
+) -> GradientTransformation:
+    """Divides updates by the root of their moving second moment (RMSProp's scaling):
+
+    .. math::
+        v_t = \\alpha v_{t-1} + (1-\\alpha) u_t^2, \\qquad
+        \\text{out}_t = \\frac{u_t}{\\sqrt{v_t - [m_t^2]} + \\epsilon}
+
+    where :math:`[m_t^2]`, the squared moving mean, is subtracted only when ``centered``.
+    Defaults and eps placement follow ``torch.optim.RMSprop`` (eps outside the root), unlike
+    ``optax.scale_by_rms`` (decay 0.9, eps inside the root).
+    """
+    statistic = moments.ema_variance(decay) if centered else moments.ema_of_squares(decay)
+    return normalize(identity(), statistic, eps=eps, eps_in_sqrt=eps_in_sqrt)
+
+
+def scale_by_adam(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    amsgrad: bool = False,
+) -> GradientTransformation:
+    """Adam's scaling (Kingma & Ba, 2015), or AMSGrad's with ``amsgrad=True``:
+
+    .. math::
+        \\hat m_t = \\frac{m_t}{1-\\beta_1^t}, \\qquad
+        \\hat v_t = \\frac{v_t}{1-\\beta_2^t} \\ \\text{or}\\ \\frac{\\max_{i\\le t} v_i}{1-\\beta_2^t},
+        \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t} + \\epsilon}
+
+    AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
+    torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
+    """
+    first = chain(moments.ema(b1), moments.bias_correction(b1))
+    if not isinstance(amsgrad, bool):
+        raise TypeError(f"`amsgrad` must be a bool, got {amsgrad!r}.")
+    raw_second = moments.ema_of_squares(b2)
+    if amsgrad:
+        raw_second = chain(raw_second, moments.running_max())
+    second = chain(raw_second, moments.bias_correction(b2))
+    return normalize(first, second, eps=eps)
+
+
+def scale_by_rss(
+    initial_accumulator_value: float | jax.Array = 0.0, eps: float | jax.Array = 1e-10
+) -> GradientTransformation:
+    """Divides updates by the root of the running sum of their squares (Adagrad's scaling):
+
+    .. math:: s_t = s_{t-1} + u_t^2, \\qquad \\text{out}_t = \\frac{u_t}{\\sqrt{s_t} + \\epsilon}
+    """
+    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    return normalize(identity(), moments.sum_of_squares(initial_accumulator_value), eps=eps)
+
+
+class PastUpdateRmsState(NamedTuple):
+    """The moving average of the squared outputs (Adadelta's ``acc_delta``)."""
+
+    acc_delta: PyTree
+
+
+def scale_by_past_update_rms(
+    decay: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6
+) -> GradientTransformation:
+    """Multiplies updates by the RMS of this transformation's own previous outputs, then
+    records the new output (Adadelta's unit correction, Zeiler 2012):
+
+    .. math::
+        \\Delta_t = \\sqrt{a_{t-1} + \\epsilon}\\; u_t, \\qquad
+        a_t = \\rho\\, a_{t-1} + (1-\\rho)\\, \\Delta_t^2
+
+    It outputs :math:`\\Delta_t`. Preceded by ``scale_by_rms(rho, eps, eps_in_sqrt=True)`` it
+    gives Adadelta's step.
+    """
+    validation.check_unit_interval("decay", decay)
+    validation.check_non_negative("eps", eps)
+
+    def init(params):
+        return PastUpdateRmsState(acc_delta=_tree.full_like(params))
+
+    def update(updates, state, params=None):
+        del params
+
+        def leaf(u, acc):
+            delta = jnp.sqrt(acc + _tree.cast_like(eps, acc)) * u.astype(acc.dtype)
+            return delta, moments.ema_update(acc, delta * delta, decay)
+
+        pairs = _tree.map_state(leaf, updates, state.acc_delta, name="scale_by_past_update_rms")
+        out, acc = _tree.split_tuples(pairs, updates, 2)
+        return out, PastUpdateRmsState(acc_delta=acc)
+
+    return GradientTransformation(init, update)

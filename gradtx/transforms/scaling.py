@@ -1,0 +1,77 @@
+"""Multiplying updates by a constant, a learning rate, or a schedule."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import EmptyState, GradientTransformation, ScalarOrSchedule
+from gradtx.transforms.counting import increment, zero_count
+
+
+class ScheduleState(NamedTuple):
+    """The number of updates done so far; the schedule is evaluated at it."""
+
+    count: jax.Array
+
+
+def scale(step_size: float | jax.Array) -> GradientTransformation:
+    """Multiplies every update by ``step_size``: :math:`u \\leftarrow s\\,u`.
+
+    ``gx.scale(-1.0)`` turns a maximisation into a minimisation (torch's ``maximize=True``).
+    """
+    validation.check_interval("step_size", step_size)
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        out = jax.tree_util.tree_map(lambda u: _tree.cast_like(step_size, u) * u, updates)
+        return out, state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """Multiplies updates by :math:`-\\eta_t` (or :math:`+\\eta_t` with ``flip_sign=False``).
+
+    ``learning_rate`` is a float, a JAX array (it may be traced), or a schedule: a callable
+    ``count -> value`` evaluated at the number of updates already applied (0 at the first step).
+    Only a schedule keeps state (its step count).
+    """
+    validation.check_non_negative("learning_rate", learning_rate)
+    sign = -1.0 if flip_sign else 1.0
+
+    def apply(lr, updates):
+        return jax.tree_util.tree_map(lambda u: _tree.cast_like(sign * lr, u) * u, updates)
+
+    if callable(learning_rate):
+
+        def init(params):
+            del params
+            return ScheduleState(count=zero_count())
+
+        def update(updates, state, params=None):
+            del params
+            lr = learning_rate(state.count)
+            return apply(lr, updates), ScheduleState(count=increment(state.count))
+
+    else:
+
+        def init(params):
+            del params
+            return EmptyState()
+
+        def update(updates, state, params=None):
+            del params
+            return apply(learning_rate, updates), state
+
+    return GradientTransformation(init, update)

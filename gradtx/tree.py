@@ -1,0 +1,97 @@
+"""Tree utilities shared by every transformation: structure checks that name paths, and the
+leafwise map used for per-parameter state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+def _is_none(x) -> bool:
+    return x is None
+
+
+def _flatten(tree):
+    # None leaves are kept as leaves so a None facing an array is reported, not skipped.
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)
+    return leaves, treedef
+
+
+def _path(keypath) -> str:
+    return jax.tree_util.keystr(keypath) or "<root>"
+
+
+def _shape(x):
+    return None if x is None else tuple(jnp.shape(x))
+
+
+def check_match(
+    reference: PyTree, other: PyTree, *, reference_name: str, other_name: str
+) -> None:
+    """Raises ``ValueError`` naming the first path where ``other`` differs from ``reference``
+    in structure or leaf shape. Runs on static information only, so it costs nothing under jit."""
+    ref_leaves, ref_def = _flatten(reference)
+    oth_leaves, oth_def = _flatten(other)
+    if ref_def != oth_def:
+        ref_paths = {_path(k): v for k, v in ref_leaves}
+        oth_paths = {_path(k): v for k, v in oth_leaves}
+        missing = [p for p in ref_paths if p not in oth_paths]
+        extra = [p for p in oth_paths if p not in ref_paths]
+        if missing:
+            detail = f"{other_name} has no entry at {missing[0]}"
+        elif extra:
+            detail = f"{other_name} has an unexpected entry at {extra[0]}"
+        else:
+            detail = (
+                f"the container types differ: {reference_name} is {ref_def}, "
+                f"{other_name} is {oth_def}"
+            )
+        raise ValueError(f"The {other_name} tree does not match the {reference_name} tree: {detail}.")
+    for (keypath, r), (_, o) in zip(ref_leaves, oth_leaves):
+        if (r is None) != (o is None):
+            which = other_name if o is None else reference_name
+            raise ValueError(
+                f"The {other_name} tree does not match the {reference_name} tree at "
+                f"{_path(keypath)}: {which} has None there and the other has an array."
+            )
+        if _shape(r) != _shape(o):
+            raise ValueError(
+                f"The {other_name} tree does not match the {reference_name} tree at "
+                f"{_path(keypath)}: shape {_shape(o)} where {reference_name} has {_shape(r)}."
+            )
+
+
+def map_state(
+    fn: Callable[..., Any], updates: PyTree, *state_trees: PyTree, name: str
+) -> PyTree:
+    """``tree_map(fn, updates, *state_trees)`` after checking that ``updates`` matches the first
+    state tree; ``name`` (the transformation's name) goes into the error message."""
+    if state_trees:
+        check_match(
+            state_trees[0], updates, reference_name=f"{name} state", other_name="updates"
+        )
+    return jax.tree_util.tree_map(fn, updates, *state_trees)
+
+
+def full_like(params: PyTree, value=0.0) -> PyTree:
+    """A tree shaped like ``params`` filled with ``value``, each leaf in its parameter's dtype
+    (and, for sharded arrays, with its parameter's sharding)."""
+    return jax.tree_util.tree_map(lambda p: jnp.full_like(p, value), params)
+
+
+def cast_like(x, leaf) -> jax.Array:
+    """``x`` (a Python scalar or an array) as an array of ``leaf``'s dtype, so that hyperparameters
+    never promote a bf16 or f32 update to a wider dtype."""
+    return jnp.asarray(x, dtype=jnp.result_type(leaf))
+
+
+def split_tuples(tree_of_tuples: PyTree, like: PyTree, n: int) -> tuple[PyTree, ...]:
+    """Turns a tree (shaped like ``like``) whose leaves are n-tuples into n trees."""
+    return tuple(
+        jax.tree_util.tree_map(lambda _, t, i=i: t[i], like, tree_of_tuples) for i in range(n)
+    )

@@ -1,0 +1,68 @@
+"""Checks of hyperparameters. Concrete values are checked when a transformation is built;
+traced values (inside jit, vmap or grad) cannot be inspected and are accepted as they are."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+
+def is_traced(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def concrete(value) -> np.ndarray | None:
+    """The value as a NumPy array, or None when it is traced or a schedule."""
+    if callable(value) or is_traced(value):
+        return None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"expected a number or an array, got {value!r}") from err
+
+
+def check_interval(
+    name: str,
+    value,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_closed: bool = True,
+    high_closed: bool = True,
+) -> None:
+    """Raises ``ValueError`` naming ``name`` when a concrete ``value`` is NaN or outside the
+    interval. Traced values and schedules pass."""
+    try:
+        arr = concrete(value)
+    except TypeError as err:
+        raise TypeError(f"`{name}`: {err}") from None
+    if arr is None:
+        return
+    lo_ok = arr >= low if low_closed else arr > low
+    hi_ok = arr <= high if high_closed else arr < high
+    if np.any(np.isnan(arr)) or not np.all(lo_ok & hi_ok):
+        interval = (
+            f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+        )
+        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+
+
+def check_non_negative(name: str, value) -> None:
+    check_interval(name, value, 0.0, math.inf)
+
+
+def check_unit_interval(name: str, value) -> None:
+    """0 <= value < 1: the range of every decay rate and beta."""
+    check_interval(name, value, 0.0, 1.0, high_closed=False)
+
+
+def is_static_zero(value) -> bool:
+    """True only for a Python number equal to zero.
+
+    Optimizers leave out a step (weight decay, momentum) when its hyperparameter is a Python
+    zero. An array, even a concrete zero, keeps the step, so the state has the same structure
+    whatever value the array later takes (under jit, vmap, or when it is changed mid-run).
+    """
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
