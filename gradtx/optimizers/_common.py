@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 
+from gradtx import tree as _tree
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
 from gradtx.transforms.decay import add_decayed_weights
@@ -12,8 +13,20 @@ from gradtx.transforms.scaling import scale
 
 
 def pipeline(*steps: GradientTransformation | None) -> GradientTransformation:
-    """``chain`` of the steps that are present (``None`` marks a step left out)."""
-    return chain(*(s for s in steps if s is not None))
+    """``chain`` of the steps that are present (``None`` marks a step left out).
+
+    When ``params`` are passed to ``update``, the gradients are checked against them first, so
+    every optimizer names the offending path of a mismatched tree, even one that keeps no
+    per-parameter state (plain SGD). The check reads shapes only: free under jit.
+    """
+    inner = chain(*(s for s in steps if s is not None))
+
+    def update(updates, state, params=None):
+        if params is not None:
+            _tree.check_match(params, updates, reference_name="params", other_name="gradient")
+        return inner.update(updates, state, params)
+
+    return GradientTransformation(inner.init, update)
 
 
 def negate_if(maximize: bool) -> GradientTransformation | None:

@@ -1,0 +1,115 @@
+"""Shared helpers of the test matrix: gradient sequences, the torch reference runner, and the
+JAX runners (eager and jitted)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gradtx as gx
+from gradtx.optimizers.registry import OptimizerInfo
+
+STEPS = 50
+ZERO_STEPS = (0, 7, 31)  # steps whose whole gradient is zero
+
+
+def make_params(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "w": rng.normal(size=(4, 3)),
+        "b": rng.normal(size=(3,)),
+        "s": np.asarray(rng.normal()),
+    }
+
+
+def make_gradients(params, steps: int = STEPS, seed: int = 1) -> list[dict[str, np.ndarray]]:
+    """A gradient sequence with all-zero steps and tiny (1e-9) and huge (1e4) entries."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(steps):
+        step = {}
+        for key, p in params.items():
+            g = rng.normal(size=np.shape(p))
+            if g.ndim and g.size > 2:
+                flat = g.reshape(-1)
+                flat[0] *= 1e-9
+                flat[1] *= 1e4
+            elif t % 5 == 3:
+                g = g * 1e4
+            elif t % 5 == 4:
+                g = g * 1e-9
+            step[key] = np.zeros_like(g) if t in ZERO_STEPS else g
+        out.append(step)
+    return out
+
+
+def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], params, grads):
+    """Parameters after each step of ``torch.optim.<info.torch_class>``: a list of dicts."""
+    keys = sorted(params)
+    tensors = [torch.tensor(np.asarray(params[k]), dtype=torch.float64, requires_grad=True)
+               for k in keys]
+    opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+    traj = []
+    for g in grads:
+        for tensor, k in zip(tensors, keys):
+            tensor.grad = torch.tensor(np.asarray(g[k]), dtype=torch.float64)
+        opt.step()
+        traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+    return traj
+
+
+def run_steps(opt: gx.GradientTransformation, params, grads):
+    """Eager run: a Python loop of un-jitted steps. Returns stacked params, leading axis = step."""
+    state = opt.init(params)
+    traj = []
+    for g in grads:
+        updates, state = opt.update(g, state, params)
+        params = gx.apply_updates(params, updates)
+        traj.append(params)
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *traj)
+
+
+def run_scan(opt: gx.GradientTransformation, params, grads_stacked):
+    """Compiled run: ``lax.scan`` over stacked gradients. Same output as :func:`run_steps`."""
+
+    def step(carry, g):
+        params, state = carry
+        updates, state = opt.update(g, state, params)
+        params = gx.apply_updates(params, updates)
+        return (params, state), params
+
+    _, traj = jax.lax.scan(step, (params, opt.init(params)), grads_stacked)
+    return traj
+
+
+def stack(trees: Sequence[Any]):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+
+
+def split_grid(info: OptimizerInfo):
+    """Splits the grid into static (bool) axes and numeric axes."""
+    static = {k: v for k, v in info.grid.items() if all(isinstance(x, bool) for x in v)}
+    numeric = {k: v for k, v in info.grid.items() if k not in static}
+    return static, numeric
+
+
+def product(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    names = list(axes)
+    return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+
+
+def one_at_a_time(info: OptimizerInfo) -> list[dict[str, Any]]:
+    """Defaults, then every grid value of every hyperparameter changed alone."""
+    points = [{}]
+    for name, values in info.grid.items():
+        points += [{name: v} for v in values]
+    unique = []
+    for p in points:
+        if p not in unique:
+            unique.append(p)
+    return unique

@@ -1,0 +1,211 @@
+"""The generic matrix every registered optimizer goes through: error inputs, jit against
+eager, dtypes, odd trees, mismatched gradient trees, vmap/grad, and convergence."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx as gx
+from gradtx.optimizers.registry import OPTIMIZERS
+from tests import helpers
+
+BY_NAME = {"ids": lambda info: info.name}
+
+
+def _invalid_cases():
+    for info in OPTIMIZERS:
+        for kwargs, argument in info.invalid:
+            yield pytest.param(info, kwargs, argument, id=f"{info.name}-{kwargs}")
+
+
+@pytest.mark.parametrize(("info", "kwargs", "argument"), list(_invalid_cases()))
+def test_invalid_hyperparameter_raises_naming_it(info, kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        info.factory(**kwargs)
+
+
+def _numeric_invalid_cases():
+    # Bool combinations (nesterov without momentum) are static and always checked at build time.
+    return [case for case in _invalid_cases()
+            if not any(isinstance(v, bool) for v in case.values[1].values())]
+
+
+@pytest.mark.parametrize(("info", "kwargs", "argument"), _numeric_invalid_cases())
+def test_invalid_values_are_accepted_when_traced(info, kwargs, argument):
+    """Traced values cannot be inspected, so they are not rejected (the step still runs)."""
+    numeric = dict(kwargs)
+    params = {"w": jnp.ones(3)}
+
+    def step(hyper):
+        opt = info.factory(**hyper)
+        updates, _ = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+        return updates
+
+    jax.jit(step)({k: jnp.asarray(v) for k, v in numeric.items()})
+
+
+def _random_grads(params, steps, seed=3):
+    rng = np.random.default_rng(seed)
+    return [jax.tree_util.tree_map(lambda p: rng.normal(size=np.shape(p)), params)
+            for _ in range(steps)]
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_jit_equals_eager(info):
+    params = helpers.make_params()
+    grads = _random_grads(params, 8)
+    opt = info.factory(**info.example)
+    eager = helpers.run_steps(opt, params, grads)
+    step = jax.jit(opt.update)
+    state, p, traj = opt.init(params), params, []
+    for g in grads:
+        updates, state = step(g, state, p)
+        p = gx.apply_updates(p, updates)
+        traj.append(p)
+    for key in params:
+        np.testing.assert_allclose(
+            np.stack([t[key] for t in traj]), eager[key], rtol=1e-13, atol=1e-15
+        )
+
+
+DTYPES = [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_dtypes_are_preserved(info, dtype):
+    params = {"w": jnp.full((4, 3), 0.5, dtype), "b": jnp.zeros((3,), dtype)}
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    state_dtypes = [x.dtype for x in jax.tree_util.tree_leaves(state)]
+    step = jax.jit(opt.update)
+    for g in _random_grads(params, 3):
+        g = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), g)
+        updates, state = step(g, state, params)
+        assert all(u.dtype == dtype for u in jax.tree_util.tree_leaves(updates))
+        params = gx.apply_updates(params, updates)
+    assert all(p.dtype == dtype for p in jax.tree_util.tree_leaves(params))
+    assert [x.dtype for x in jax.tree_util.tree_leaves(state)] == state_dtypes
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree_util.tree_leaves(params))
+
+
+ODD_TREES = {
+    "empty-dict": {},
+    "empty-tuple": (),
+    "scalar": jnp.asarray(1.5),
+    "none-leaves": {"w": jnp.ones((2, 2)), "frozen": None, "nested": {"x": None, "y": jnp.ones(2)}},
+    "empty-containers": {"a": [], "b": {}, "c": (jnp.asarray(2.0),)},
+}
+
+
+@pytest.mark.parametrize("tree", list(ODD_TREES.values()), ids=list(ODD_TREES))
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_odd_trees(info, tree):
+    opt = info.factory(**info.example)
+    state = opt.init(tree)
+    grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.25), tree)
+    for update in (opt.update, jax.jit(opt.update)):
+        updates, new_state = update(grads, state, tree)
+        assert jax.tree_util.tree_structure(updates, is_leaf=lambda x: x is None) == \
+            jax.tree_util.tree_structure(tree, is_leaf=lambda x: x is None)
+        assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+        new_params = gx.apply_updates(tree, updates)
+        for p, q in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(new_params)):
+            assert q.shape == p.shape and q.dtype == p.dtype
+            assert not np.allclose(q, p)  # a non-zero gradient moved every parameter
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_state_is_a_pytree_of_arrays(info):
+    state = info.factory(**info.example).init(helpers.make_params())
+    leaves = jax.tree_util.tree_leaves(state)
+    assert all(isinstance(x, jax.Array) for x in leaves)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_mismatched_gradient_tree_names_the_path(info, jit):
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    update = jax.jit(opt.update) if jit else opt.update
+
+    with pytest.raises(ValueError, match=r"\['b'\]"):
+        update({"w": jnp.ones((4, 3))}, state, params)
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        update({"w": jnp.ones((4, 3)), "b": jnp.ones(3), "c": jnp.ones(1)}, state, params)
+    with pytest.raises(ValueError, match=r"\['w'\].*\(3, 4\).*\(4, 3\)"):
+        update({"w": jnp.ones((3, 4)), "b": jnp.ones(3)}, state, params)
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_mismatched_tree_without_params_is_caught_by_state_or_apply(info):
+    """Without ``params`` in update, per-parameter state or ``apply_updates`` names the path."""
+    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    with pytest.raises(ValueError, match=r"\['w'\]"):
+        updates, _ = opt.update({"w": jnp.ones((4, 4)), "b": jnp.ones(3)}, state)
+        gx.apply_updates(params, updates)
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_vmap_over_learning_rate_equals_a_loop(info):
+    params = helpers.make_params()
+    grads = _random_grads(params, 4)
+    lrs = jnp.asarray([1e-3, 1e-2, 0.1])
+    kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
+
+    def run(lr):
+        return helpers.run_steps(info.factory(learning_rate=lr, **kwargs), params, grads)
+
+    batched = jax.vmap(run)(lrs)
+    for i, lr in enumerate([1e-3, 1e-2, 0.1]):
+        looped = run(lr)
+        for key in params:
+            np.testing.assert_allclose(batched[key][i], looped[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_update_is_differentiable_in_learning_rate(info):
+    params = helpers.make_params()
+    grads = _random_grads(params, 3)
+    kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
+
+    def final_sum(lr):
+        traj = helpers.run_steps(info.factory(learning_rate=lr, **kwargs), params, grads)
+        return sum(jnp.sum(x[-1]) for x in jax.tree_util.tree_leaves(traj))
+
+    lr, h = 0.01, 1e-6
+    analytic = jax.grad(final_sum)(lr)
+    numeric = (final_sum(lr + h) - final_sum(lr - h)) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+
+
+def _quadratic():
+    curvature = jnp.logspace(0.0, 2.0, 20)  # condition number 100
+
+    def loss(x):
+        return 0.5 * jnp.sum(curvature * x["x"] ** 2)
+
+    return loss, {"x": jnp.ones(20)}
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_converges_on_an_ill_conditioned_quadratic(info):
+    loss, params = _quadratic()
+    opt = info.factory(**info.example)
+
+    @jax.jit
+    def step(params, state):
+        grads = jax.grad(loss)(params)
+        updates, state = opt.update(grads, state, params)
+        return gx.apply_updates(params, updates), state
+
+    state, start = opt.init(params), loss(params)
+    for _ in range(500):
+        params, state = step(params, state)
+    assert loss(params) < 1e-4 * start, f"{info.name}: {loss(params)} vs start {start}"
