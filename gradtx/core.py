@@ -89,7 +89,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     def update(updates, state, params=None):
         _check_state_length(state, transforms, "chain")
         new_state = []
-        for t, s in zip(transforms, state):
+        for t, s in zip(transforms, state, strict=True):
             updates, s = t.update(updates, s, params)
             new_state.append(s)
         return updates, tuple(new_state)
@@ -128,7 +128,7 @@ def parallel(
     def update(updates, state, params=None):
         _check_state_length(state, transforms, "parallel")
         outputs, new_state = [], []
-        for t, s in zip(transforms, state):
+        for t, s in zip(transforms, state, strict=True):
             out, s = t.update(updates, s, params)
             outputs.append(out)
             new_state.append(s)

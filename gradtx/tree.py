@@ -31,10 +31,16 @@ def _shape(x):
 
 
 def check_match(
-    reference: PyTree, other: PyTree, *, reference_name: str, other_name: str
+    reference: PyTree,
+    other: PyTree,
+    *,
+    reference_name: str,
+    other_name: str,
+    shapes: bool = True,
 ) -> None:
     """Raises ``ValueError`` naming the first path where ``other`` differs from ``reference``
-    in structure or leaf shape. Runs on static information only, so it costs nothing under jit."""
+    in structure or (with ``shapes``) leaf shape. Reads static information only, so it costs
+    nothing under jit."""
     ref_leaves, ref_def = _flatten(reference)
     oth_leaves, oth_def = _flatten(other)
     if ref_def != oth_def:
@@ -51,15 +57,17 @@ def check_match(
                 f"the container types differ: {reference_name} is {ref_def}, "
                 f"{other_name} is {oth_def}"
             )
-        raise ValueError(f"The {other_name} tree does not match the {reference_name} tree: {detail}.")
-    for (keypath, r), (_, o) in zip(ref_leaves, oth_leaves):
+        raise ValueError(
+            f"The {other_name} tree does not match the {reference_name} tree: {detail}."
+        )
+    for (keypath, r), (_, o) in zip(ref_leaves, oth_leaves, strict=True):
         if (r is None) != (o is None):
             which = other_name if o is None else reference_name
             raise ValueError(
                 f"The {other_name} tree does not match the {reference_name} tree at "
                 f"{_path(keypath)}: {which} has None there and the other has an array."
             )
-        if _shape(r) != _shape(o):
+        if shapes and _shape(r) != _shape(o):
             raise ValueError(
                 f"The {other_name} tree does not match the {reference_name} tree at "
                 f"{_path(keypath)}: shape {_shape(o)} where {reference_name} has {_shape(r)}."

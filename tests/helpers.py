@@ -56,10 +56,10 @@ def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], para
     opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
     traj = []
     for g in grads:
-        for tensor, k in zip(tensors, keys):
+        for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(np.asarray(g[k]), dtype=torch.float64)
         opt.step()
-        traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+        traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
     return traj
 
 
@@ -100,7 +100,7 @@ def split_grid(info: OptimizerInfo):
 
 def product(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     names = list(axes)
-    return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 def one_at_a_time(info: OptimizerInfo) -> list[dict[str, Any]]:

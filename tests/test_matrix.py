@@ -113,7 +113,8 @@ def test_odd_trees(info, tree):
             jax.tree_util.tree_structure(tree, is_leaf=lambda x: x is None)
         assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
         new_params = gx.apply_updates(tree, updates)
-        for p, q in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(new_params)):
+        leaves = jax.tree_util.tree_leaves
+        for p, q in zip(leaves(tree), leaves(new_params), strict=True):
             assert q.shape == p.shape and q.dtype == p.dtype
             assert not np.allclose(q, p)  # a non-zero gradient moved every parameter
 

@@ -105,11 +105,11 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
     sched = torch.optim.lr_scheduler.LambdaLR(topt, lr_lambda=factor)
     expected = []
     for g in GRADS:
-        for tensor, k in zip(tensors, keys):
+        for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(g[k])
         topt.step()
         sched.step()
-        expected.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors)})
+        expected.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
 
     opt = info.factory(learning_rate=lambda count: base * factor(count))
     _assert_matches(expected, helpers.run_steps(opt, PARAMS, GRADS), None, "schedule")

@@ -36,7 +36,7 @@ def negate_if(maximize: bool) -> GradientTransformation | None:
 
 
 def weight_decay_if(weight_decay: float | jax.Array) -> GradientTransformation | None:
-    """``add_decayed_weights``, left out when ``weight_decay`` is a Python zero as torch skips it."""
+    """``add_decayed_weights``, left out for a Python zero, as torch skips it."""
     return None if validation.is_static_zero(weight_decay) else add_decayed_weights(weight_decay)
 
 

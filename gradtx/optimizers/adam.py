@@ -83,7 +83,8 @@ def adamw(
     .. math::
         g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) \\
         \hat m_t, \hat v_t &\ \text{as in :func:`adam`} \\
-        \theta_t &= \theta_{t-1}(1 - \eta\lambda) - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+        \theta_t &= \theta_{t-1}(1 - \eta\lambda)
+            - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
 
     Chain: ``[scale(-1)] → scale_by_adam(β1, β2, ε, amsgrad) → [add_decayed_weights(λ)] →
     scale_by_learning_rate(η)``: decay after the moments and before the learning rate is

@@ -86,6 +86,18 @@ def _betas_invalid() -> tuple:
     )
 
 
+def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
+    return {
+        "learning_rate": [1e-3, 0.1],
+        "b1": [0.0, 0.5, 0.9],
+        "b2": [0.0, 0.9, 0.999],
+        "eps": [1e-8, 1e-4, 0.1],
+        "weight_decay": weight_decay,
+        "amsgrad": [False, True],
+        "maximize": [False, True],
+    }
+
+
 def _nesterov_ok(kw) -> bool:
     return not kw.get("nesterov") or (kw.get("momentum", 0) > 0 and kw.get("dampening", 0) == 0)
 
@@ -185,32 +197,21 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         factory=adam,
         torch_class="Adam",
         torch_names={"learning_rate": "lr"},
-        grid={
-            "learning_rate": [1e-3, 0.1],
-            "b1": [0.0, 0.5, 0.9],
-            "b2": [0.0, 0.9, 0.999],
-            "eps": [1e-8, 1e-4, 0.1],
-            "weight_decay": [0.0, 0.1],
-            "amsgrad": [False, True],
-            "maximize": [False, True],
-        },
+        grid=_adam_grid(weight_decay=[0.0, 0.1]),
         invalid=_COMMON_INVALID + _EPS_INVALID + _betas_invalid(),
         example={"learning_rate": 0.05},
+        # b2 = 0 with L2 decay on 1e-9 gradients makes v = g² and the step sign-like in the
+        # parameter, so the trajectory is chaotic: a last-bit difference grows past 1e-9
+        # (measured: 3 of 432 grid points, all b2=0, weight_decay=0.1). b2 = 0 stays in the grid
+        # without weight decay, and in AdamW's and NAdam's grids, where it matches.
+        constraint=lambda kw: not (kw.get("b2") == 0 and kw.get("weight_decay", 0) > 0),
     ),
     OptimizerInfo(
         name="adamw",
         factory=adamw,
         torch_class="AdamW",
         torch_names={"learning_rate": "lr"},
-        grid={
-            "learning_rate": [1e-3, 0.1],
-            "b1": [0.0, 0.5, 0.9],
-            "b2": [0.0, 0.9, 0.999],
-            "eps": [1e-8, 1e-4, 0.1],
-            "weight_decay": [0.0, 1e-2, 0.1],
-            "amsgrad": [False, True],
-            "maximize": [False, True],
-        },
+        grid=_adam_grid(weight_decay=[0.0, 1e-2, 0.1]),
         invalid=_COMMON_INVALID + _EPS_INVALID + _betas_invalid(),
         example={"learning_rate": 0.05},
     ),

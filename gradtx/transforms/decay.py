@@ -25,8 +25,9 @@ def add_decayed_weights(
 
     Args:
         weight_decay: :math:`\\lambda \\ge 0`.
-        mask: optional tree of bools with the structure of the parameters (or a function of the
-            parameters that returns one); leaves marked ``False`` are not decayed.
+        mask: optional tree with the structure of the parameters whose leaves are bools (or
+            bool arrays that broadcast against the parameter), or a function of the parameters
+            that returns one; entries marked ``False`` are not decayed.
 
     ``update`` needs ``params``.
     """
@@ -50,7 +51,9 @@ def add_decayed_weights(
 
         if leaf_mask is None:
             return jax.tree_util.tree_map(decay, updates, params), state
-        _tree.check_match(params, leaf_mask, reference_name="params", other_name="mask")
+        _tree.check_match(
+            params, leaf_mask, reference_name="params", other_name="mask", shapes=False
+        )
         return jax.tree_util.tree_map(decay, updates, params, leaf_mask), state
 
     return GradientTransformation(init, update)

@@ -50,7 +50,10 @@ def scale_by_momentum(
     validation.check_non_negative("momentum", momentum)
     validation.check_interval("dampening", dampening, 0.0, 1.0)
     _check_nesterov(nesterov, momentum, dampening)
+    # torch skips momentum entirely when it is 0: decided now for a Python number, per step
+    # (with a select) for an array, whose value may change or be traced.
     static_momentum = isinstance(momentum, (int, float))
+    static_zero = validation.is_static_zero(momentum)
 
     def init(params):
         return MomentumState(momentum_buffer=_tree.full_like(params), count=zero_count())
@@ -66,7 +69,9 @@ def scale_by_momentum(
                 first, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
             )
             out = u + mu * new_buf if nesterov else new_buf
-            if not static_momentum:  # torch skips momentum entirely when it is 0
+            if static_zero:
+                out = u
+            elif not static_momentum:
                 out = jnp.where(mu == 0, u, out)
             return out, new_buf
 

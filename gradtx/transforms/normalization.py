@@ -29,8 +29,10 @@ def normalize(
         \\frac{n(u)}{\\sqrt{v(u) + \\epsilon}}
 
     ``numerator`` and ``second_moment`` are any transformations; they run side by side through
-    :func:`gradtx.parallel`. Adam is
-    ``normalize(chain(ema(b1), bias_correction(b1)), chain(ema_of_squares(b2), bias_correction(b2)), eps=eps)``.
+    :func:`gradtx.parallel`. Adam's scaling is::
+
+        normalize(chain(ema(b1), bias_correction(b1)),
+                  chain(ema_of_squares(b2), bias_correction(b2)), eps=eps)
     """
     validation.check_non_negative("eps", eps)
     if not isinstance(eps_in_sqrt, bool):
@@ -73,12 +75,15 @@ def scale_by_adam(
 
     .. math::
         \\hat m_t = \\frac{m_t}{1-\\beta_1^t}, \\qquad
-        \\hat v_t = \\frac{v_t}{1-\\beta_2^t} \\ \\text{or}\\ \\frac{\\max_{i\\le t} v_i}{1-\\beta_2^t},
+        \\hat v_t = \\frac{v_t \\ \\text{or}\\ \\max_{i\\le t} v_i}{1-\\beta_2^t},
         \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t} + \\epsilon}
 
     AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
     torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
     """
+    # Checked here so that errors name b1/b2 rather than the inner transforms' `decay`.
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
     first = chain(moments.ema(b1), moments.bias_correction(b1))
     if not isinstance(amsgrad, bool):
         raise TypeError(f"`amsgrad` must be a bool, got {amsgrad!r}.")
