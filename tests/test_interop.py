@@ -60,3 +60,19 @@ def test_mixes_with_optax_transformations_both_ways():
     for tx in (inside_optax, inside_gradtx):
         updates, _ = tx.update(grads, tx.init(params), params)
         np.testing.assert_allclose(updates["w"], [-0.1, 0.15, -0.15])
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, ids=lambda i: i.name)
+def test_state_round_trips_through_flax_serialization(info):
+    from flax import serialization
+
+    params = {"w": jnp.arange(3.0), "b": jnp.ones(())}
+    tx = info.factory(**info.example)
+    state = tx.init(params)
+    for i in range(3):
+        updates, state = tx.update({"w": jnp.ones(3) * i, "b": jnp.ones(())}, state, params)
+    restored = serialization.from_bytes(tx.init(params), serialization.to_bytes(state))
+    assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
+    for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)

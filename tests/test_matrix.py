@@ -210,3 +210,24 @@ def test_converges_on_an_ill_conditioned_quadratic(info):
     for _ in range(500):
         params, state = step(params, state)
     assert loss(params) < 1e-4 * start, f"{info.name}: {loss(params)} vs start {start}"
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_defaults_are_torch_defaults(info):
+    """Every gradtx default, translated to torch's names, is torch.optim's default."""
+    import inspect
+
+    import torch
+
+    ours = {
+        k: p.default for k, p in inspect.signature(info.factory).parameters.items()
+    }
+    theirs = {
+        k: p.default
+        for k, p in inspect.signature(getattr(torch.optim, info.torch_class)).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    translated = info.torch_kwargs(ours)
+    for name, value in translated.items():
+        assert name in theirs, f"{info.name}: torch has no argument {name!r}"
+        assert theirs[name] == value, f"{info.name}.{name}: gradtx {value}, torch {theirs[name]}"
