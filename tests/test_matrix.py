@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gradtx as gx
+from gradtx.optimizers import registry
 from gradtx.optimizers.registry import OPTIMIZERS
 from tests import helpers
 
@@ -212,7 +213,7 @@ def test_converges_on_an_ill_conditioned_quadratic(info):
     assert loss(params) < 1e-4 * start, f"{info.name}: {loss(params)} vs start {start}"
 
 
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+@pytest.mark.parametrize("info", registry.with_torch_equivalent(), **BY_NAME)
 def test_defaults_are_torch_defaults(info):
     """Every gradtx default, translated to torch's names, is torch.optim's default."""
     import inspect

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradtx.optimizers.registry import OPTIMIZERS
+from gradtx.optimizers.registry import with_torch_equivalent
 from tests import helpers
 
 RTOL = 1e-9
+OPTIMIZERS = with_torch_equivalent()
 ATOL_SCALE = 1e-12
 PARAMS = helpers.make_params()
 GRADS = helpers.make_gradients(PARAMS)

@@ -27,7 +27,8 @@ class OptimizerInfo:
     Attributes:
         name: the public name, e.g. ``"adam"``.
         factory: the function that builds it, e.g. :func:`gradtx.adam`.
-        torch_class: the name of its equivalent in ``torch.optim``.
+        torch_class: the name of its equivalent in ``torch.optim``, or None when torch.optim has
+            none (the optimizer is then checked against a NumPy implementation of its paper).
         torch_names: gradtx argument name -> torch argument name, where they differ
             (``b1``/``b2`` become torch's ``betas`` pair).
         grid: values of every hyperparameter for the parity sweep (booleans both ways).
@@ -40,7 +41,7 @@ class OptimizerInfo:
 
     name: str
     factory: Callable[..., GradientTransformation]
-    torch_class: str
+    torch_class: str | None
     grid: Mapping[str, Sequence[Any]]
     invalid: Sequence[tuple[Mapping[str, Any], str]]
     example: Mapping[str, Any]
@@ -237,6 +238,11 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         example={"learning_rate": 0.05},
     ),
 )
+
+
+def with_torch_equivalent() -> list[OptimizerInfo]:
+    """The entries that torch.optim also implements: the parity tests' subjects."""
+    return [info for info in OPTIMIZERS if info.torch_class is not None]
 
 
 def get(name: str) -> OptimizerInfo:
