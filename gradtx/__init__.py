@@ -16,7 +16,14 @@ from gradtx.core import (
     identity,
     parallel,
 )
+from gradtx.hyperparams import (
+    HyperparamsState,
+    get_hyperparam,
+    inject_hyperparams,
+    set_hyperparam,
+)
 from gradtx.optimizers import adadelta, adagrad, adam, adamw, nadam, rmsprop, sgd
+from gradtx.transforms.clipping import clip, clip_by_block_rms, clip_by_global_norm, global_norm
 from gradtx.transforms.decay import add_decayed_weights
 from gradtx.transforms.moments import (
     CountState,
@@ -44,6 +51,8 @@ from gradtx.transforms.normalization import (
     scale_by_rss,
 )
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
+from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
+from gradtx.wrappers.lookahead import LookaheadState, lookahead
 
 __version__ = "0.1.0"
 
@@ -51,10 +60,13 @@ __all__ = [
     "CountState",
     "EmptyState",
     "GradientTransformation",
+    "HyperparamsState",
+    "LookaheadState",
     "MomentState",
     "MomentumState",
     "NadamMomentumState",
     "OptState",
+    "ParamAverageState",
     "Params",
     "PastUpdateRmsState",
     "ScalarOrSchedule",
@@ -67,13 +79,21 @@ __all__ = [
     "adamw",
     "add_decayed_weights",
     "apply_updates",
+    "averaged_params",
     "bias_correction",
     "chain",
+    "clip",
+    "clip_by_block_rms",
+    "clip_by_global_norm",
     "ema",
     "ema_of_squares",
     "ema_update",
     "ema_variance",
+    "get_hyperparam",
+    "global_norm",
     "identity",
+    "inject_hyperparams",
+    "lookahead",
     "nadam",
     "nadam_momentum",
     "normalize",
@@ -87,6 +107,8 @@ __all__ = [
     "scale_by_past_update_rms",
     "scale_by_rms",
     "scale_by_rss",
+    "set_hyperparam",
     "sgd",
     "sum_of_squares",
+    "with_param_average",
 ]

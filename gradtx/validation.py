@@ -66,3 +66,19 @@ def is_static_zero(value) -> bool:
     whatever value the array later takes (under jit, vmap, or when it is changed mid-run).
     """
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
+# What each hyperparameter name means across gradtx, for checks of values set mid-run.
+_UNIT_INTERVAL_NAMES = frozenset({"b1", "b2", "b3", "decay", "rho", "decay_rate"})
+_CLOSED_UNIT_NAMES = frozenset({"dampening", "alpha", "pct_start"})
+
+
+def check_hyperparameter(name: str, value) -> None:
+    """Checks a value for the hyperparameter called ``name``: betas and decay rates in [0, 1),
+    dampening-like fractions in [0, 1], everything else finite and >= 0."""
+    if name in _UNIT_INTERVAL_NAMES:
+        check_unit_interval(name, value)
+    elif name in _CLOSED_UNIT_NAMES:
+        check_interval(name, value, 0.0, 1.0)
+    else:
+        check_non_negative(name, value)

@@ -6,6 +6,7 @@ import jax
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
+from gradtx.hyperparams import inject_hyperparams
 from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
 from gradtx.transforms.moments import bias_correction, ema_of_squares
 from gradtx.transforms.momentum import nadam_momentum
@@ -21,6 +22,7 @@ def _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize):
     check_bool("maximize", maximize)
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay",))
 def adam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -68,6 +70,7 @@ def adam(
     )
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay",))
 def adamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -108,6 +111,7 @@ def adamw(
     )
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay",))
 def nadam(
     learning_rate: ScalarOrSchedule = 2e-3,
     b1: float | jax.Array = 0.9,

@@ -7,12 +7,14 @@ import jax
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.hyperparams import inject_hyperparams
 from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
 from gradtx.transforms.momentum import scale_by_momentum
 from gradtx.transforms.normalization import scale_by_past_update_rms, scale_by_rms, scale_by_rss
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay", "lr_decay"))
 def adagrad(
     learning_rate: ScalarOrSchedule = 1e-2,
     lr_decay: float | jax.Array = 0.0,
@@ -65,6 +67,7 @@ def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay) -> ScalarOrSc
     return schedule
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     decay: float | jax.Array = 0.99,
@@ -109,6 +112,7 @@ def rmsprop(
     )
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay",))
 def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
     rho: float | jax.Array = 0.9,

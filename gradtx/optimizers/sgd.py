@@ -6,11 +6,13 @@ import jax
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.hyperparams import inject_hyperparams
 from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
 from gradtx.transforms.momentum import scale_by_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
+@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
 def sgd(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: float | jax.Array = 0.0,

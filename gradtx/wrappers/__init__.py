@@ -1,0 +1,1 @@
+"""Wrappers: transformations that take a transformation and select parameters or guard steps."""
