@@ -51,19 +51,33 @@ from gradtx.transforms.normalization import (
     scale_by_rss,
 )
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
+from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
+from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
 from gradtx.wrappers.lookahead import LookaheadState, lookahead
+from gradtx.wrappers.masking import (
+    MaskedState,
+    MultiTransformState,
+    freeze,
+    masked,
+    multi_transform,
+    set_to_zero,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulationState",
+    "ApplyIfFiniteState",
     "CountState",
     "EmptyState",
     "GradientTransformation",
     "HyperparamsState",
     "LookaheadState",
+    "MaskedState",
     "MomentState",
     "MomentumState",
+    "MultiTransformState",
     "NadamMomentumState",
     "OptState",
     "ParamAverageState",
@@ -73,11 +87,13 @@ __all__ = [
     "Schedule",
     "ScheduleState",
     "Updates",
+    "accumulate_gradients",
     "adadelta",
     "adagrad",
     "adam",
     "adamw",
     "add_decayed_weights",
+    "apply_if_finite",
     "apply_updates",
     "averaged_params",
     "bias_correction",
@@ -89,11 +105,14 @@ __all__ = [
     "ema_of_squares",
     "ema_update",
     "ema_variance",
+    "freeze",
     "get_hyperparam",
     "global_norm",
     "identity",
     "inject_hyperparams",
     "lookahead",
+    "masked",
+    "multi_transform",
     "nadam",
     "nadam_momentum",
     "normalize",
@@ -108,6 +127,7 @@ __all__ = [
     "scale_by_rms",
     "scale_by_rss",
     "set_hyperparam",
+    "set_to_zero",
     "sgd",
     "sum_of_squares",
     "with_param_average",
