@@ -82,3 +82,9 @@ def check_hyperparameter(name: str, value) -> None:
         check_interval(name, value, 0.0, 1.0)
     else:
         check_non_negative(name, value)
+
+
+def check_bool(name: str, value) -> None:
+    """Raises ``TypeError`` naming ``name`` unless ``value`` is a Python bool (a static switch)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {value!r}.")

@@ -47,6 +47,4 @@ def check_common(learning_rate: ScalarOrSchedule, weight_decay, eps=None) -> Non
         validation.check_non_negative("eps", eps)
 
 
-def check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}.")
+check_bool = validation.check_bool

@@ -83,8 +83,7 @@ def scale_by_momentum(
 
 
 def _check_nesterov(nesterov, momentum, dampening):
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"`nesterov` must be a bool, got {nesterov!r}.")
+    validation.check_bool("nesterov", nesterov)
     if not nesterov:
         return
     mom, damp = validation.concrete(momentum), validation.concrete(dampening)

@@ -35,8 +35,7 @@ def normalize(
                   chain(ema_of_squares(b2), bias_correction(b2)), eps=eps)
     """
     validation.check_non_negative("eps", eps)
-    if not isinstance(eps_in_sqrt, bool):
-        raise TypeError(f"`eps_in_sqrt` must be a bool, got {eps_in_sqrt!r}.")
+    validation.check_bool("eps_in_sqrt", eps_in_sqrt)
 
     def divide(n, v):
         e = _tree.cast_like(eps, v)
@@ -85,8 +84,7 @@ def scale_by_adam(
     validation.check_unit_interval("b1", b1)
     validation.check_unit_interval("b2", b2)
     first = chain(moments.ema(b1), moments.bias_correction(b1))
-    if not isinstance(amsgrad, bool):
-        raise TypeError(f"`amsgrad` must be a bool, got {amsgrad!r}.")
+    validation.check_bool("amsgrad", amsgrad)
     raw_second = moments.ema_of_squares(b2)
     if amsgrad:
         raw_second = chain(raw_second, moments.running_max())
