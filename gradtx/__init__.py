@@ -22,7 +22,25 @@ from gradtx.hyperparams import (
     inject_hyperparams,
     set_hyperparam,
 )
-from gradtx.optimizers import adadelta, adagrad, adam, adamw, nadam, rmsprop, sgd
+from gradtx.optimizers import (
+    adabelief,
+    adadelta,
+    adafactor,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    lamb,
+    lars,
+    lion,
+    nadam,
+    radam,
+    relative_step_size,
+    rmsprop,
+    sgd,
+    sign_sgd,
+    yogi,
+)
 from gradtx.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -37,8 +55,22 @@ from gradtx.schedules import (
     step_schedule,
     warmup_cosine_decay_schedule,
 )
+from gradtx.transforms.adaptive_moments import (
+    BeliefState,
+    RectificationState,
+    radam_rectification,
+    scale_by_adamax,
+    scale_by_belief,
+    scale_by_radam,
+    scale_by_yogi,
+)
 from gradtx.transforms.clipping import clip, clip_by_block_rms, clip_by_global_norm, global_norm
 from gradtx.transforms.decay import add_decayed_weights
+from gradtx.transforms.factored import (
+    FactoredRmsState,
+    scale_by_factored_rms,
+    scale_by_param_block_rms,
+)
 from gradtx.transforms.moments import (
     CountState,
     MomentState,
@@ -49,6 +81,8 @@ from gradtx.transforms.moments import (
     ema_variance,
     running_max,
     sum_of_squares,
+    weighted_infinity_norm,
+    yogi_second_moment,
 )
 from gradtx.transforms.momentum import (
     MomentumState,
@@ -65,6 +99,8 @@ from gradtx.transforms.normalization import (
     scale_by_rss,
 )
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
+from gradtx.transforms.sign import scale_by_lion, scale_by_sign
+from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
@@ -83,8 +119,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AccumulationState",
     "ApplyIfFiniteState",
+    "BeliefState",
     "CountState",
     "EmptyState",
+    "FactoredRmsState",
     "GradientTransformation",
     "HyperparamsState",
     "LookaheadState",
@@ -97,14 +135,18 @@ __all__ = [
     "ParamAverageState",
     "Params",
     "PastUpdateRmsState",
+    "RectificationState",
     "ScalarOrSchedule",
     "Schedule",
     "ScheduleState",
     "Updates",
     "accumulate_gradients",
+    "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
+    "adamax",
     "adamw",
     "add_decayed_weights",
     "apply_if_finite",
@@ -129,7 +171,10 @@ __all__ = [
     "identity",
     "inject_hyperparams",
     "join_schedules",
+    "lamb",
+    "lars",
     "linear_schedule",
+    "lion",
     "lookahead",
     "masked",
     "multi_transform",
@@ -141,20 +186,36 @@ __all__ = [
     "parallel",
     "piecewise_constant_schedule",
     "polynomial_schedule",
+    "radam",
+    "radam_rectification",
+    "relative_step_size",
     "rmsprop",
     "running_max",
     "scale",
     "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_belief",
+    "scale_by_factored_rms",
     "scale_by_learning_rate",
+    "scale_by_lion",
     "scale_by_momentum",
+    "scale_by_param_block_rms",
     "scale_by_past_update_rms",
+    "scale_by_radam",
     "scale_by_rms",
     "scale_by_rss",
+    "scale_by_sign",
+    "scale_by_trust_ratio",
+    "scale_by_yogi",
     "set_hyperparam",
     "set_to_zero",
     "sgd",
+    "sign_sgd",
     "step_schedule",
     "sum_of_squares",
     "warmup_cosine_decay_schedule",
+    "weighted_infinity_norm",
     "with_param_average",
+    "yogi",
+    "yogi_second_moment",
 ]

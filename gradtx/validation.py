@@ -69,8 +69,8 @@ def is_static_zero(value) -> bool:
 
 
 # What each hyperparameter name means across gradtx, for checks of values set mid-run.
-_UNIT_INTERVAL_NAMES = frozenset({"b1", "b2", "b3", "decay", "rho", "decay_rate"})
-_CLOSED_UNIT_NAMES = frozenset({"dampening", "alpha", "pct_start"})
+_UNIT_INTERVAL_NAMES = frozenset({"b1", "b2", "decay", "rho"})
+_CLOSED_UNIT_NAMES = frozenset({"dampening"})
 
 
 def check_hyperparameter(name: str, value) -> None:

@@ -1,7 +1,29 @@
 """The seed optimizers, each a short chain of public transforms."""
 
+from gradtx.optimizers.adafactor import adafactor, relative_step_size
 from gradtx.optimizers.adam import adam, adamw, nadam
+from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.sgd import sgd
+from gradtx.optimizers.sign import lion, sign_sgd
 
-__all__ = ["adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd"]
+__all__ = [
+    "adabelief",
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "lamb",
+    "lars",
+    "lion",
+    "nadam",
+    "radam",
+    "relative_step_size",
+    "rmsprop",
+    "sgd",
+    "sign_sgd",
+    "yogi",
+]

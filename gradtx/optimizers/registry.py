@@ -15,9 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradtx.core import GradientTransformation
+from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adam import adam, adamw, nadam
+from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.sgd import sgd
+from gradtx.optimizers.sign import lion, sign_sgd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +240,190 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         + _betas_invalid()
         + (({"momentum_decay": -1e-3}, "momentum_decay"),),
         example={"learning_rate": 0.05},
+    ),
+    OptimizerInfo(
+        name="adamax",
+        factory=adamax,
+        torch_class="Adamax",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [2e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [1e-8, 1e-4, 0.1],
+            "weight_decay": [0.0, 0.1],
+            "maximize": [False, True],
+        },
+        invalid=_COMMON_INVALID + _EPS_INVALID + _betas_invalid(),
+        example={"learning_rate": 0.05},
+        # As for Adam: b2 = 0 makes s_t = |g_t| + eps, so with L2 decay on 1e-9 gradients the
+        # step is sign-like in the parameter and the trajectory chaotic (measured: 3 of 216
+        # points; torch and a NumPy transcription part by 1e-7 there too).
+        constraint=lambda kw: not (kw.get("b2") == 0 and kw.get("weight_decay", 0) > 0),
+    ),
+    OptimizerInfo(
+        name="radam",
+        factory=radam,
+        torch_class="RAdam",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            # rho_inf <= 5 for b2 = 0 and 0.5 (momentum steps only); 0.9 to 0.999 switch to
+            # rectified adaptive steps after step 5.
+            "b2": [0.0, 0.5, 0.9, 0.99, 0.999],
+            "eps": [1e-8, 1e-4, 0.1],
+            "weight_decay": [0.0, 0.1],
+            "decoupled_weight_decay": [False, True],
+            "maximize": [False, True],
+        },
+        invalid=_COMMON_INVALID + _EPS_INVALID + _betas_invalid(),
+        example={"learning_rate": 0.02},
+    ),
+    OptimizerInfo(
+        name="adabelief",
+        factory=adabelief,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            # b1 = 0 is degenerate (g - m = 0, so s is eps_root alone and the step g / eps).
+            "b1": [0.5, 0.9, 0.99],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [1e-16, 1e-8, 0.1],
+            "eps_root": [0.0, 1e-16, 1e-8],
+            "weight_decay": [0.0, 0.1],
+        },
+        invalid=_COMMON_INVALID
+        + _EPS_INVALID
+        + _betas_invalid()
+        + (({"eps_root": -1e-16}, "eps_root"),),
+        example={"learning_rate": 0.05},
+        # b2 = 0 with L2 decay: chaotic as for Adam and Adamax (a sign-like step).
+        constraint=lambda kw: not (kw.get("b2") == 0 and kw.get("weight_decay", 0) > 0),
+    ),
+    OptimizerInfo(
+        name="yogi",
+        factory=yogi,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-2, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [1e-3, 1e-6, 0.1],
+            "initial_accumulator_value": [0.0, 1e-6, 0.1],
+        },
+        invalid=(
+            ({"learning_rate": -1e-3}, "learning_rate"),
+            ({"learning_rate": _NAN}, "learning_rate"),
+            ({"initial_accumulator_value": -1e-6}, "initial_accumulator_value"),
+        )
+        + _EPS_INVALID
+        + _betas_invalid(),
+        example={"learning_rate": 0.05},
+    ),
+    # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
+    # checks them against NumPy implementations of their papers over this grid.
+    OptimizerInfo(
+        name="lion",
+        factory=lion,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-4, 3e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.99],
+            "weight_decay": [0.0, 0.1, 1.0],
+        },
+        invalid=_COMMON_INVALID + _betas_invalid(),
+        # Sign steps circle the minimum of the test quadratic. With the paper's b2 = 0.99 the
+        # slow momentum carries Lion far past it (a limit cycle with loss ~1e-2 of the start);
+        # a shorter memory settles within a few steps of size lr (measured: loss below 2e-5 of
+        # the start at every step from 400 to 700, for any lr in [2.7e-3, 3.7e-3]).
+        example={"learning_rate": 3e-3, "b1": 0.5, "b2": 0.95},
+    ),
+    OptimizerInfo(
+        name="sign_sgd",
+        factory=sign_sgd,
+        torch_class=None,
+        grid={"learning_rate": [1e-3, 3e-3, 0.1], "momentum": [0.0, 0.5, 0.9]},
+        invalid=(
+            ({"learning_rate": -1e-3}, "learning_rate"),
+            ({"learning_rate": _NAN}, "learning_rate"),
+            ({"momentum": -0.1}, "momentum"),
+            ({"momentum": 1.0}, "momentum"),
+            ({"momentum": _NAN}, "momentum"),
+        ),
+        # lr = 3e-3 covers the distance 1 to the minimum in ~330 steps and then oscillates at
+        # amplitude ~lr (loss below 2e-5 of the start from step 400 on).
+        example={"learning_rate": 3e-3, "momentum": 0.5},
+    ),
+    OptimizerInfo(
+        name="lamb",
+        factory=lamb,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.03, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [1e-6, 1e-3, 0.1],
+            "weight_decay": [0.0, 0.01, 0.1],
+        },
+        invalid=_COMMON_INVALID + _EPS_INVALID + _betas_invalid(),
+        example={"learning_rate": 0.03},
+    ),
+    OptimizerInfo(
+        name="lars",
+        factory=lars,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1, 1.0],
+            "momentum": [0.0, 0.5, 0.9],
+            "weight_decay": [0.0, 1e-4, 0.1],
+            "trust_coefficient": [1e-3, 0.01, 1.0],
+            "eps": [0.0, 1e-8, 0.1],
+        },
+        invalid=_COMMON_INVALID
+        + _EPS_INVALID
+        + (
+            ({"momentum": -0.9}, "momentum"),
+            ({"trust_coefficient": -1e-3}, "trust_coefficient"),
+            ({"trust_coefficient": _NAN}, "trust_coefficient"),
+        ),
+        # Steps are lr * trust_coefficient * ||theta|| (here 0.01 ||theta||); a leaf at zero
+        # falls back to a plain lr step (ratio 1), so lr itself stays moderate.
+        example={"learning_rate": 0.1, "trust_coefficient": 0.1},
+    ),
+    OptimizerInfo(
+        name="adafactor",
+        factory=adafactor,
+        torch_class=None,
+        # learning_rate=None (the paper's relative step) and clipping_threshold=None are
+        # checked separately: the grid holds numbers only, so that it can be traced.
+        grid={
+            "learning_rate": [1e-3, 0.01, 0.05],
+            "decay_rate": [0.0, 0.5, 0.8, 1.0],
+            "clipping_threshold": [0.5, 1.0, 10.0],
+            "multiply_by_parameter_scale": [False, True],
+            "b1": [0.0, 0.9],
+            "weight_decay": [0.0, 0.1],
+            "eps": [1e-30, 1e-3],
+            "min_param_scale": [1e-3, 0.5],
+            "factored": [False, True],
+        },
+        invalid=_COMMON_INVALID
+        + _EPS_INVALID
+        + (
+            ({"decay_rate": -0.1}, "decay_rate"),
+            ({"decay_rate": 1.5}, "decay_rate"),
+            ({"decay_rate": _NAN}, "decay_rate"),
+            ({"clipping_threshold": 0.0}, "clipping_threshold"),
+            ({"clipping_threshold": -1.0}, "clipping_threshold"),
+            ({"b1": -0.1}, "b1"),
+            ({"b1": 1.0}, "b1"),
+            ({"min_param_scale": -1e-3}, "min_param_scale"),
+        ),
+        # An absolute step: with the paper's parameter scaling steps shrink with ||theta|| and
+        # 500 steps reach only ~2e-3 of the start loss.
+        example={"learning_rate": 0.01, "multiply_by_parameter_scale": False},
     ),
 )
 

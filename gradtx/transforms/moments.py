@@ -142,3 +142,48 @@ def bias_correction(decay: float | jax.Array) -> GradientTransformation:
         return out, CountState(count=count)
 
     return GradientTransformation(init, update)
+
+
+def weighted_infinity_norm(
+    decay: float | jax.Array, eps: float | jax.Array = 0.0
+) -> GradientTransformation:
+    """The exponentially weighted infinity norm of the updates (Adamax's denominator, Kingma &
+    Ba, 2015, section 7.1), starting at zero:
+
+    .. math:: s_t = \\max(\\beta\\, s_{t-1},\\ |u_t| + \\epsilon)
+
+    It outputs :math:`s_t`. ``eps`` sits inside the max, as in ``torch.optim.Adamax``, so that
+    :math:`s_t \\ge \\epsilon` and dividing by it is safe even after all-zero updates.
+    """
+    validation.check_unit_interval("decay", decay)
+    validation.check_non_negative("eps", eps)
+
+    def step(s, x):
+        return jnp.maximum(_tree.cast_like(decay, s) * s, x + _tree.cast_like(eps, s))
+
+    return _accumulator("weighted_infinity_norm", step, of=jnp.abs)
+
+
+def yogi_second_moment(
+    decay: float | jax.Array, initial_value: float | jax.Array = 1e-6
+) -> GradientTransformation:
+    """Yogi's additive second moment (Zaheer et al., 2018), starting at ``initial_value``:
+
+    .. math::
+        v_t = v_{t-1} - (1-\\beta)\\,\\operatorname{sign}(v_{t-1} - u_t^2)\\, u_t^2,
+        \\qquad v_0 = \\text{initial\\_value}
+
+    Where :func:`ema_of_squares` moves :math:`v` a fraction :math:`1-\\beta` of the *gap* to
+    :math:`u^2`, this moves it by :math:`(1-\\beta)u^2` toward :math:`u^2`: when the updates
+    become small, :math:`v` shrinks by little, so a divisor :math:`\\sqrt{v}` does not let the
+    effective step grow quickly. It outputs :math:`v_t` (positive at every step when
+    :math:`v_0 > 0`).
+    """
+    validation.check_unit_interval("decay", decay)
+    validation.check_non_negative("initial_value", initial_value)
+
+    def step(v, x):
+        rate = 1 - _tree.cast_like(decay, v)
+        return (v - rate * jnp.sign(v - x) * x).astype(v.dtype)
+
+    return _accumulator("yogi_second_moment", step, of=_square, initial_value=initial_value)

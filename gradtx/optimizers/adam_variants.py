@@ -1,0 +1,254 @@
+r"""Relatives of Adam: Adamax, RAdam, AdaBelief and Yogi, each a short chain of public
+transforms (their scalings live in :mod:`gradtx.transforms.adaptive_moments`)."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.hyperparams import inject_hyperparams
+from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.transforms.adaptive_moments import (
+    scale_by_adamax,
+    scale_by_belief,
+    scale_by_radam,
+    scale_by_yogi,
+)
+from gradtx.transforms.scaling import scale_by_learning_rate
+
+
+def _check_moments(learning_rate, b1, b2, eps, weight_decay) -> None:
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+
+
+@inject_hyperparams(omit_when_zero=("weight_decay",))
+def adamax(
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm in place of the
+    second moment, equal step for step to ``torch.optim.Adamax``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        s_t = \max(\beta_2 s_{t-1},\ |g_t| + \epsilon) \\
+        \theta_t &= \theta_{t-1} - \frac{\eta}{1-\beta_1^t}\, \frac{m_t}{s_t}
+
+    ``weight_decay`` is L2 regularisation added to the gradient, as in torch.
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_adamax(β1, β2, ε) →
+    scale_by_learning_rate(η)``, where ``scale_by_adamax`` is
+    ``parallel(chain(ema(β1), bias_correction(β1)), weighted_infinity_norm(β2, ε),
+    combine=divide)``.
+
+    torch.optim: ``Adamax(params, lr, betas=(b1, b2), eps, weight_decay, maximize)``.
+
+    Differences from ``optax.adamax``: the same update (eps inside the max, no bias correction
+    of :math:`s_t`); Optax has no default learning rate, no ``weight_decay`` and no
+    ``maximize``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import adamax
+        >>> opt = adamax(learning_rate=0.1)
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> updates, state = opt.update({"w": jnp.array([0.5, -3.0])}, opt.init(params), params)
+        >>> [round(float(u), 6) for u in updates["w"]]  # the first step is -η sign(g)
+        [-0.1, 0.1]
+    """
+    _check_moments(learning_rate, b1, b2, eps, weight_decay)
+    check_bool("maximize", maximize)
+    return pipeline(
+        negate_if(maximize),
+        weight_decay_if(weight_decay),
+        scale_by_adamax(b1, b2, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@inject_hyperparams(omit_when_zero=("weight_decay",))
+def radam(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""RAdam (Liu et al., 2020): Adam whose adaptive term is switched on only once the
+    variance of :math:`1/\sqrt{\hat v_t}` is tractable, and then rectified; equal step for step
+    to ``torch.optim.RAdam``.
+
+    .. math::
+        g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) + [\lambda\,\theta_{t-1}] \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \qquad
+        \hat m_t = \frac{m_t}{1-\beta_1^t} \\
+        \rho_\infty &= \frac{2}{1-\beta_2} - 1, \qquad
+        \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t}, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}
+                         {(\rho_\infty-4)(\rho_\infty-2)\rho_t}} \\
+        \theta_t &= \theta_{t-1}[(1-\eta\lambda)] - \eta\, \hat m_t \cdot
+            \begin{cases}
+                r_t \sqrt{1-\beta_2^t} / (\sqrt{v_t} + \epsilon) & \rho_t > 5 \\
+                1 & \rho_t \le 5
+            \end{cases}
+
+    with the first bracket for L2 decay and the second for ``decoupled_weight_decay=True``.
+    While :math:`\rho_t \le 5` (the first five steps for :math:`\beta_2 \ge 0.9`; every step
+    when :math:`\beta_2 \le 2/3`, where :math:`\rho_\infty \le 5`) the step is SGD with the
+    bias-corrected momentum :math:`\hat m_t`. The paper's Algorithm 2 switches at
+    :math:`\rho_t > 4` and has no :math:`\epsilon` (its adaptive term is
+    :math:`\sqrt{(1-\beta_2^t)/v_t}`); gradtx follows torch's threshold of 5 and eps.
+
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_radam(β1, β2, ε) →
+    [add_decayed_weights(λ)] → scale_by_learning_rate(η)``, with decay on one side or the
+    other; ``scale_by_radam`` is ``parallel(chain(ema(β1), bias_correction(β1)),
+    chain(ema_of_squares(β2), radam_rectification(β2, ε)), combine=multiply)``.
+
+    torch.optim: ``RAdam(params, lr, betas=(b1, b2), eps, weight_decay, decoupled_weight_decay,
+    maximize)``.
+
+    Differences from ``optax.radam``: Optax adds eps to the root of the *bias-corrected* second
+    moment, :math:`\hat m_t r_t / (\sqrt{\hat v_t} + \epsilon)`, where torch and gradtx divide by
+    :math:`\sqrt{\hat v_t} + \epsilon/\sqrt{1-\beta_2^t}`; it switches at
+    :math:`\rho_t \ge 5` (a ``threshold`` argument) rather than :math:`\rho_t > 5`; it has no
+    default learning rate and no weight decay, and offers ``nesterov`` and ``eps_root``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import radam
+        >>> opt = radam(learning_rate=0.1)
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> updates, state = opt.update({"w": jnp.array([0.5, -3.0])}, opt.init(params), params)
+        >>> [round(float(u), 6) for u in updates["w"]]  # rho_1 = 1: the step is -η m̂_1 = -η g
+        [-0.05, 0.3]
+    """
+    _check_moments(learning_rate, b1, b2, eps, weight_decay)
+    check_bool("decoupled_weight_decay", decoupled_weight_decay)
+    check_bool("maximize", maximize)
+    decay = weight_decay_if(weight_decay)
+    return pipeline(
+        negate_if(maximize),
+        None if decoupled_weight_decay else decay,
+        scale_by_radam(b1, b2, eps),
+        decay if decoupled_weight_decay else None,
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@inject_hyperparams(omit_when_zero=("weight_decay",))
+def adabelief(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-16,
+    eps_root: float | jax.Array = 1e-16,
+    weight_decay: float | jax.Array = 0.0,
+) -> GradientTransformation:
+    r"""AdaBelief (Zhuang et al., 2020): Adam whose denominator tracks how far the gradient
+    strays from its moving average (the "belief") instead of its raw second moment.
+
+    .. math::
+        g_t &\leftarrow \nabla_\theta f(\theta_{t-1}) + \lambda\,\theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
+        s_t &= \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon_{\text{root}} \\
+        \theta_t &= \theta_{t-1} - \eta\,
+            \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+
+    This is Algorithm 2 of the paper, with its single :math:`\epsilon` split in two:
+    ``eps_root`` is added to :math:`s_t` *inside* the moving average (it is stored, so it
+    accumulates), ``eps`` to the root. The authors' ``adabelief-pytorch`` (0.2) does the same
+    with one ``eps`` for both, so ``eps == eps_root`` reproduces it. Its amsgrad, rectification
+    and decoupled-decay options are left out: ``weight_decay`` here is L2 regularisation added
+    to the gradient (its ``weight_decouple=False``; for decoupled decay, chain
+    ``scale_by_belief``, ``add_decayed_weights`` and ``scale_by_learning_rate`` yourself).
+
+    Chain: ``[add_decayed_weights(λ)] → scale_by_belief(β1, β2, ε, ε_root) →
+    scale_by_learning_rate(η)``.
+
+    torch.optim: none.
+
+    Differences from ``optax.adabelief``: the same update rule, including where each eps goes;
+    Optax has no default learning rate and no ``weight_decay``, and offers ``nesterov``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import adabelief
+        >>> opt = adabelief(learning_rate=0.1)
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> updates, state = opt.update({"w": jnp.array([0.5, -3.0])}, opt.init(params), params)
+        >>> # step 1: m̂_1 = g and ŝ_1 = 0.81 g², so the step is -η g / (0.9 |g|)
+        >>> [round(float(u), 4) for u in updates["w"]]
+        [-0.1111, 0.1111]
+    """
+    _check_moments(learning_rate, b1, b2, eps, weight_decay)
+    return pipeline(
+        weight_decay_if(weight_decay),
+        scale_by_belief(b1, b2, eps, eps_root),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@inject_hyperparams
+def yogi(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-3,
+    initial_accumulator_value: float | jax.Array = 1e-6,
+) -> GradientTransformation:
+    r"""Yogi (Zaheer et al., 2018): Adam with an additive second moment, which moves by
+    :math:`(1-\beta_2)g_t^2` toward :math:`g_t^2` at each step; when gradients shrink, the
+    effective learning rate grows more slowly than Adam's.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
+        v_t &= v_{t-1} - (1-\beta_2)\operatorname{sign}(v_{t-1} - g_t^2)\, g_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta\, \frac{m_t}{\sqrt{v_t} + \epsilon}
+
+    with :math:`m_0 = 0` and :math:`v_0` = ``initial_accumulator_value``: the paper's
+    Algorithm 2, with the defaults of its experiments (:math:`\eta = 10^{-2}`,
+    :math:`\epsilon = 10^{-3}`, larger than Adam's).
+
+    Bias correction: none, as in Algorithm 2. :math:`v` is not an average started at zero (it
+    starts at :math:`v_0` and moves additively), so Adam's :math:`1/(1-\beta_2^t)` has no basis
+    here, and the uncorrected :math:`m_t` makes the first steps short (a built-in warm-up). A
+    strictly positive :math:`v_0` (1e-6, the value Optax uses) keeps :math:`v_t > 0`; 0 is
+    allowed.
+
+    Chain: ``scale_by_yogi(β1, β2, ε, v_0) → scale_by_learning_rate(η)``, where
+    ``scale_by_yogi`` is ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
+
+    torch.optim: none.
+
+    Differences from ``optax.yogi``: Optax starts :math:`m` at 1e-6 as well as :math:`v`,
+    divides both by Adam's bias corrections :math:`1-\beta^t` (which Algorithm 2 does not), does
+    not expose :math:`v_0` in ``optax.yogi``, and has no default learning rate.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import yogi
+        >>> opt = yogi(learning_rate=0.1, initial_accumulator_value=0.0, eps=0.0)
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> updates, state = opt.update({"w": jnp.array([0.5, -3.0])}, opt.init(params), params)
+        >>> [round(float(u), 4) for u in updates["w"]]  # -η (0.1 g) / sqrt(0.001 g²)
+        [-0.3162, 0.3162]
+    """
+    check_common(learning_rate, 0.0, eps)
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    return pipeline(
+        scale_by_yogi(b1, b2, eps, initial_accumulator_value),
+        scale_by_learning_rate(learning_rate),
+    )

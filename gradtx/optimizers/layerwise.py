@@ -1,0 +1,120 @@
+"""Layer-wise adaptive optimizers: LAMB and LARS scale each parameter leaf's step by a trust
+ratio, the ratio of the parameter's norm to its update's norm. torch.optim has neither."""
+
+from __future__ import annotations
+
+import jax
+
+from gradtx import validation
+from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.hyperparams import inject_hyperparams
+from gradtx.optimizers._common import check_common, pipeline, weight_decay_if
+from gradtx.transforms.momentum import scale_by_momentum
+from gradtx.transforms.normalization import scale_by_adam
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.trust_ratio import scale_by_trust_ratio
+
+
+@inject_hyperparams(omit_when_zero=("weight_decay",))
+def lamb(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-6,
+    weight_decay: float | jax.Array = 0.0,
+) -> GradientTransformation:
+    r"""LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning: Training BERT in
+    76 minutes", Algorithm 2): AdamW's direction, rescaled per leaf by a trust ratio.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        r_t &= \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+            + \lambda\,\theta_{t-1} \\
+        \theta_t &= \theta_{t-1} - \eta_t\, \frac{\|\theta_{t-1}\|}{\|r_t\|}\, r_t
+
+    with norms over each whole leaf (a "layer"), and a ratio of 1 for a leaf where either norm
+    is zero. The paper's scaling function :math:`\phi` is the identity here.
+
+    Chain: ``scale_by_adam(β1, β2, ε) → [add_decayed_weights(λ)] → scale_by_trust_ratio() →
+    scale_by_learning_rate(η)``.
+
+    torch.optim: none.
+
+    Differences from ``optax.lamb``: Optax has no default learning rate and an extra
+    ``eps_root``; the update rule is otherwise the same.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opt = lamb(learning_rate=0.1, weight_decay=0.01)
+        >>> params = {"w": jnp.asarray([3.0, 4.0])}
+        >>> updates, state = opt.update({"w": jnp.asarray([1.0, 0.0])}, opt.init(params), params)
+        >>> float(jnp.linalg.norm(updates["w"]))  # eta * ||theta||
+        0.5
+    """
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+    return pipeline(
+        scale_by_adam(b1, b2, eps),
+        weight_decay_if(weight_decay),
+        scale_by_trust_ratio(),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
+def lars(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: float | jax.Array = 0.9,
+    weight_decay: float | jax.Array = 0.0,
+    trust_coefficient: float | jax.Array = 1e-3,
+    eps: float | jax.Array = 0.0,
+) -> GradientTransformation:
+    r"""LARS (You et al., 2017, "Large Batch Training of Convolutional Networks", Algorithm 1):
+    momentum SGD whose step is rescaled per leaf by a trust ratio.
+
+    .. math::
+        \ell_t &= \frac{\kappa\, \|\theta_{t-1}\|}
+                      {\|g_t\| + \lambda\|\theta_{t-1}\| + \epsilon} \quad
+            (1 \text{ where either norm is } 0) \\
+        b_t &= \mu\, b_{t-1} + \ell_t\, (g_t + \lambda\theta_{t-1}), \qquad b_0 = 0 \\
+        \theta_t &= \theta_{t-1} - \eta_t\, b_t
+
+    with norms over each whole leaf and trust coefficient :math:`\kappa` (the paper's
+    :math:`\eta`), as in the paper's Algorithm 1, except that the learning rate multiplies after
+    the momentum (as in torch's SGD), where the paper puts :math:`\eta_t` inside the buffer;
+    the two agree for a constant learning rate.
+
+    A Python zero ``momentum`` leaves the momentum (and its state) out. LARS is normally run
+    with a large global learning rate (several units in the paper), since :math:`\kappa`
+    shrinks each step to about :math:`\kappa\|\theta\|`; the defaults (:math:`\eta = 10^{-3}`,
+    :math:`\kappa = 10^{-3}`, :math:`\mu = 0.9`) are conservative.
+
+    Chain: ``scale_by_trust_ratio(trust_coefficient=κ, eps=ε, weight_decay=λ) →
+    [scale_by_momentum(μ)] → scale_by_learning_rate(η)``. ``update`` needs ``params``.
+
+    torch.optim: none.
+
+    Differences from ``optax.lars``: Optax has no default learning rate, scales by the learning
+    rate before its momentum (equal for constant rates), and offers Nesterov momentum and masks
+    for the decay and the trust ratio; here there are none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opt = lars(learning_rate=1.0, momentum=0.9, trust_coefficient=0.01)
+        >>> params = {"w": jnp.asarray([3.0, 4.0])}
+        >>> updates, state = opt.update({"w": jnp.asarray([0.0, 2.0])}, opt.init(params), params)
+        >>> [round(u, 8) for u in updates["w"].tolist()]  # kappa ||theta|| along -g
+        [-0.0, -0.05]
+    """
+    check_common(learning_rate, weight_decay, eps)
+    validation.check_non_negative("momentum", momentum)
+    validation.check_non_negative("trust_coefficient", trust_coefficient)
+    return pipeline(
+        scale_by_trust_ratio(
+            trust_coefficient=trust_coefficient, eps=eps, weight_decay=weight_decay
+        ),
+        None if validation.is_static_zero(momentum) else scale_by_momentum(momentum),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,238 @@
+r"""The scalings of Adam's relatives: Adamax, RAdam, AdaBelief and Yogi.
+
+Each is Adam's pattern, a first moment divided by a second statistic of the same gradient,
+with that statistic (or the way it divides) changed:
+
+* Adamax divides by a decayed running max of :math:`|g|`
+  (:func:`~gradtx.transforms.moments.weighted_infinity_norm`).
+* RAdam multiplies by a *rectified* inverse root of the second moment, or by 1 while the
+  variance of that root is not yet tractable (:func:`radam_rectification`).
+* Yogi divides by an additive second moment
+  (:func:`~gradtx.transforms.moments.yogi_second_moment`) and corrects no bias.
+* AdaBelief divides by the moving variance of :math:`g_t - m_t`; that needs the first moment
+  inside the second, so it is the one fused transform here (:func:`scale_by_belief`).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import GradientTransformation, PyTree, chain, parallel
+from gradtx.transforms import moments
+from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms.normalization import normalize
+
+# RAdam's threshold on the length of the approximated simple moving average: the adaptive
+# step is used only when rho_t > 5 (Liu et al., 2020; torch.optim.RAdam).
+_RHO_THRESHOLD = 5.0
+
+
+def _check_betas(b1, b2) -> None:
+    # Checked before the inner transforms so that errors name b1/b2 rather than `decay`.
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+
+
+def _corrected_first_moment(b1) -> GradientTransformation:
+    return chain(moments.ema(b1), moments.bias_correction(b1))
+
+
+def scale_by_adamax(
+    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
+) -> GradientTransformation:
+    r"""Adamax's scaling (Kingma & Ba, 2015, section 7.1), as in ``torch.optim.Adamax``:
+
+    .. math::
+        \hat m_t = \frac{m_t}{1-\beta_1^t}, \qquad
+        s_t = \max(\beta_2 s_{t-1},\ |g_t| + \epsilon), \qquad
+        \text{out}_t = \frac{\hat m_t}{s_t}
+
+    It is ``parallel(chain(ema(β1), bias_correction(β1)), weighted_infinity_norm(β2, ε),
+    combine=divide)``.
+    """
+    _check_betas(b1, b2)
+    return parallel(
+        _corrected_first_moment(b1),
+        moments.weighted_infinity_norm(b2, eps),
+        combine=operator.truediv,
+    )
+
+
+class RectificationState(NamedTuple):
+    r"""The number of updates seen so far (the :math:`t` of :math:`\rho_t`)."""
+
+    count: jax.Array
+
+
+def radam_rectification(
+    decay: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
+) -> GradientTransformation:
+    r"""RAdam's rectified inverse root (Liu et al., 2020), as torch.optim.RAdam computes it.
+
+    Its input is the raw moving second moment :math:`v_t` (place it after
+    :func:`gradtx.transforms.moments.ema_of_squares` with the same ``decay``). With
+    :math:`\beta` = ``decay`` and :math:`t` counting this transformation's updates from 1:
+
+    .. math::
+        \rho_\infty = \frac{2}{1-\beta} - 1, \qquad
+        \rho_t = \rho_\infty - \frac{2t\beta^t}{1-\beta^t}, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+        \text{out}_t = \begin{cases}
+            r_t\, \dfrac{\sqrt{1-\beta^t}}{\sqrt{v_t} + \epsilon} & \rho_t > 5 \\[1ex]
+            1 & \rho_t \le 5
+        \end{cases}
+
+    Multiplying the bias-corrected first moment by it gives RAdam's step. Note where eps sits:
+    :math:`\sqrt{1-\beta^t}/(\sqrt{v_t}+\epsilon)`, torch's form, is
+    :math:`1/(\sqrt{\hat v_t} + \epsilon/\sqrt{1-\beta^t})`, not Adam's
+    :math:`1/(\sqrt{\hat v_t}+\epsilon)`.
+    """
+    validation.check_unit_interval("decay", decay)
+    validation.check_non_negative("eps", eps)
+
+    def init(params):
+        del params
+        return RectificationState(count=zero_count())
+
+    def update(updates, state, params=None):
+        del params
+        count = increment(state.count)
+        # Per-step scalars, computed once in the default float dtype (as bias_correction does),
+        # in torch's order of operations so that the rho_t > 5 test agrees with torch's.
+        beta = jnp.asarray(decay)
+        beta_t = beta**count
+        correction = 1 - beta_t
+        rho_inf = 2 / (1 - beta) - 1
+        rho = rho_inf - 2 * count * beta_t / correction
+        adaptive = rho > _RHO_THRESHOLD
+        ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
+        # The ratio is negative (or 0/0) when rho_t <= 5; that branch is never taken, but a NaN
+        # there would still poison gradients taken through jnp.where, so it is replaced first.
+        factor = jnp.sqrt(jnp.where(adaptive, ratio, 1.0)) * jnp.sqrt(correction)
+
+        def leaf(v):
+            scaled = _tree.cast_like(factor, v) / (jnp.sqrt(v) + _tree.cast_like(eps, v))
+            return jnp.where(adaptive, scaled, jnp.ones_like(v))
+
+        out = jax.tree_util.tree_map(leaf, updates)
+        return out, RectificationState(count=count)
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_radam(
+    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
+) -> GradientTransformation:
+    r"""RAdam's scaling (Liu et al., 2020), as in ``torch.optim.RAdam``:
+
+    .. math::
+        \text{out}_t = \hat m_t \cdot \begin{cases}
+            r_t \sqrt{1-\beta_2^t} / (\sqrt{v_t} + \epsilon) & \rho_t > 5 \\
+            1 & \rho_t \le 5
+        \end{cases}
+
+    with :math:`\hat m_t` Adam's bias-corrected first moment, :math:`v_t` the raw moving
+    second moment, and :math:`\rho_t, r_t` as in :func:`radam_rectification`. It is
+    ``parallel(chain(ema(β1), bias_correction(β1)), chain(ema_of_squares(β2),
+    radam_rectification(β2, ε)), combine=multiply)``. The second moment is updated at every
+    step, also while it is not used.
+    """
+    _check_betas(b1, b2)
+    return parallel(
+        _corrected_first_moment(b1),
+        chain(moments.ema_of_squares(b2), radam_rectification(b2, eps)),
+        combine=operator.mul,
+    )
+
+
+def scale_by_yogi(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-3,
+    initial_accumulator_value: float | jax.Array = 1e-6,
+) -> GradientTransformation:
+    r"""Yogi's scaling (Zaheer et al., 2018, Algorithm 2), without bias correction as there:
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = v_{t-1} - (1-\beta_2)\operatorname{sign}(v_{t-1} - g_t^2)\, g_t^2, \qquad
+        \text{out}_t = \frac{m_t}{\sqrt{v_t} + \epsilon}
+
+    with :math:`m_0 = 0` and :math:`v_0` = ``initial_accumulator_value``. It is
+    ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
+    """
+    _check_betas(b1, b2)
+    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    return normalize(
+        moments.ema(b1), moments.yogi_second_moment(b2, initial_accumulator_value), eps=eps
+    )
+
+
+class BeliefState(NamedTuple):
+    """AdaBelief's first moment :math:`m`, its belief :math:`s` (the moving second moment of
+    :math:`g - m`), and the number of updates seen."""
+
+    moment: PyTree
+    belief: PyTree
+    count: jax.Array
+
+
+def scale_by_belief(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-16,
+    eps_root: float | jax.Array = 1e-16,
+) -> GradientTransformation:
+    r"""AdaBelief's scaling (Zhuang et al., 2020, Algorithm 2):
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
+        s_t &= \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon_{\text{root}} \\
+        \text{out}_t &= \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+
+    :math:`\epsilon_{\text{root}}` is added to the stored :math:`s_t`, so it accumulates
+    (to :math:`\epsilon_{\text{root}}/(1-\beta_2)` in the long run), as in the paper and in the
+    authors' ``adabelief-pytorch``, where one ``eps`` plays both roles.
+
+    It is one transformation rather than a ``parallel`` of moments because :math:`s_t` is a
+    statistic of :math:`g_t - m_t`: sharing one :math:`m` buffer needs both in one place (two
+    ``ema(β1)`` branches would store :math:`m` twice). Both averages still go through
+    :func:`gradtx.transforms.moments.ema_update`.
+    """
+    _check_betas(b1, b2)
+    validation.check_non_negative("eps", eps)
+    validation.check_non_negative("eps_root", eps_root)
+
+    def init(params):
+        return BeliefState(
+            moment=_tree.full_like(params), belief=_tree.full_like(params), count=zero_count()
+        )
+
+    def update(updates, state, params=None):
+        del params
+        count = increment(state.count)
+        # Per-step scalars, computed once outside the elementwise work.
+        correction1 = 1 - jnp.asarray(b1) ** count
+        correction2 = 1 - jnp.asarray(b2) ** count
+
+        def leaf(g, m, s):
+            g = g.astype(m.dtype)
+            m = moments.ema_update(m, g, b1)
+            residual = g - m
+            s = moments.ema_update(s, residual * residual, b2) + _tree.cast_like(eps_root, s)
+            m_hat = m / _tree.cast_like(correction1, m)
+            s_hat = s / _tree.cast_like(correction2, s)
+            return m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(eps, s)), m, s
+
+        triples = _tree.map_state(leaf, updates, state.moment, state.belief, name="scale_by_belief")
+        out, moment, belief = _tree.split_tuples(triples, updates, 3)
+        return out, BeliefState(moment=moment, belief=belief, count=count)
+
+    return GradientTransformation(init, update)

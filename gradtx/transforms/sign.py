@@ -1,0 +1,63 @@
+r"""Sign-based updates: the elementwise sign (signSGD) and Lion's sign of an interpolated
+momentum. Both discard magnitudes, so every entry moves by exactly the learning rate."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx import validation
+from gradtx.core import EmptyState, GradientTransformation
+from gradtx.transforms.moments import MomentState, ema_update
+
+
+def scale_by_sign() -> GradientTransformation:
+    r"""Replaces every update by its sign, :math:`\text{out} = \operatorname{sign}(u)`, with
+    :math:`\operatorname{sign}(0) = 0`. Keeps no state.
+
+    Preceded by :func:`gradtx.ema` it is Signum (Bernstein et al., 2018).
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(jnp.sign, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_lion(
+    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.99
+) -> GradientTransformation:
+    r"""Lion's direction (Chen et al., 2023): the sign of an interpolation between the momentum
+    and the update, with the momentum then tracked at a second rate:
+
+    .. math::
+        \text{out}_t = \operatorname{sign}\bigl(\beta_1 m_{t-1} + (1-\beta_1) u_t\bigr), \qquad
+        m_t = \beta_2 m_{t-1} + (1-\beta_2) u_t, \qquad m_0 = 0
+
+    Both lines are moving-average steps of the same :math:`m_{t-1}`, so both go through
+    :func:`gradtx.ema_update`; only the second is stored. The state has the parameters' dtype.
+    """
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+
+    def init(params):
+        return MomentState(moment=_tree.full_like(params))
+
+    def update(updates, state, params=None):
+        del params
+
+        def leaf(u, m):
+            u = u.astype(m.dtype)
+            return jnp.sign(ema_update(m, u, b1)), ema_update(m, u, b2)
+
+        pairs = _tree.map_state(leaf, updates, state.moment, name="scale_by_lion")
+        out, moment = _tree.split_tuples(pairs, updates, 2)
+        return out, MomentState(moment=moment)
+
+    return GradientTransformation(init, update)
