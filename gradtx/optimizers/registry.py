@@ -14,7 +14,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gradtx.core import GradientTransformation
+from gradtx.core import GradientTransformation, ScalarOrSchedule
+from gradtx.hyperparams import inject_hyperparams
 from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
@@ -22,6 +23,8 @@ from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.wrappers.averaging import with_param_average
+from gradtx.wrappers.lookahead import lookahead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,29 @@ def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
 
 def _nesterov_ok(kw) -> bool:
     return not kw.get("nesterov") or (kw.get("momentum", 0) > 0 and kw.get("dampening", 0) == 0)
+
+
+# The wrappers enter the matrix around a fixed inner optimizer. The inner one is built from the
+# raw (``__wrapped__``) factory so that one HyperparamsState holds every live value.
+
+
+@inject_hyperparams(static_args=("sync_period",), omit_when_zero=("momentum",))
+def lookahead_sgd(
+    learning_rate: ScalarOrSchedule = 0.1,
+    momentum: float = 0.9,
+    alpha: float = 0.5,
+    sync_period: int = 5,
+) -> GradientTransformation:
+    """:func:`gradtx.lookahead` around SGD with momentum (a registry entry)."""
+    return lookahead(sgd.__wrapped__(learning_rate, momentum=momentum), sync_period, alpha)
+
+
+@inject_hyperparams
+def param_average_adam(
+    learning_rate: ScalarOrSchedule = 1e-3, decay: float = 0.99
+) -> GradientTransformation:
+    """:func:`gradtx.with_param_average` around Adam (a registry entry)."""
+    return with_param_average(adam.__wrapped__(learning_rate), decay)
 
 
 OPTIMIZERS: tuple[OptimizerInfo, ...] = (
@@ -424,6 +450,27 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         # An absolute step: with the paper's parameter scaling steps shrink with ||theta|| and
         # 500 steps reach only ~2e-3 of the start loss.
         example={"learning_rate": 0.01, "multiply_by_parameter_scale": False},
+    ),
+    OptimizerInfo(
+        name="lookahead_sgd",
+        factory=lookahead_sgd,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.05],
+            "momentum": [0.0, 0.9],
+            "alpha": [0.0, 0.5, 1.0],
+        },
+        invalid=_COMMON_INVALID[:2]
+        + (({"alpha": -0.1}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"momentum": -1.0}, "momentum")),
+        example={"learning_rate": 0.01, "momentum": 0.9, "alpha": 0.5},
+    ),
+    OptimizerInfo(
+        name="param_average_adam",
+        factory=param_average_adam,
+        torch_class=None,
+        grid={"learning_rate": [1e-3, 0.05], "decay": [0.0, 0.9, 0.99, 1.0]},
+        invalid=_COMMON_INVALID[:2] + (({"decay": -0.5}, "decay"), ({"decay": 1.5}, "decay")),
+        example={"learning_rate": 0.05},
     ),
 )
 
