@@ -15,6 +15,7 @@ from gradtx.core import (
     chain,
     identity,
     parallel,
+    stateless,
 )
 from gradtx.hyperparams import (
     HyperparamsState,
@@ -211,6 +212,7 @@ __all__ = [
     "set_to_zero",
     "sgd",
     "sign_sgd",
+    "stateless",
     "step_schedule",
     "sum_of_squares",
     "warmup_cosine_decay_schedule",

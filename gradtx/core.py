@@ -72,6 +72,38 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
+def stateless(
+    fn: Callable[[Updates, Params | None], Updates],
+    *,
+    needs_params: bool = False,
+    name: str | None = None,
+) -> GradientTransformation:
+    """A transformation that keeps no state: ``update`` returns ``fn(updates, params)``.
+
+    With ``needs_params``, ``update`` raises a ``ValueError`` (naming ``name``) when called
+    without ``params`` and checks that they match the updates, naming the first path that
+    differs.
+
+    Example:
+        >>> import gradtx as gx, jax, jax.numpy as jnp
+        >>> halve = gx.stateless(lambda u, p: jax.tree_util.tree_map(lambda x: x / 2, u))
+        >>> halve.update({"w": jnp.ones(2)}, halve.init(None))[0]["w"].tolist()
+        [0.5, 0.5]
+    """
+    label = name or getattr(fn, "__name__", "this transformation")
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        if needs_params:
+            _tree.check_params(params, updates, name=label)
+        return fn(updates, params), state
+
+    return GradientTransformation(init, update)
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Composes transformations in series: each one transforms the output of the previous.
 

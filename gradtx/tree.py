@@ -74,6 +74,14 @@ def check_match(
             )
 
 
+def check_params(params: PyTree, updates: PyTree, *, name: str) -> None:
+    """For a transformation called ``name`` that needs the parameters: raises ``ValueError``
+    when ``params`` is None, or names the first path where it does not match ``updates``."""
+    if params is None:
+        raise ValueError(f"{name} needs the parameters: call update(updates, state, params).")
+    check_match(params, updates, reference_name="params", other_name="updates")
+
+
 def map_state(
     fn: Callable[..., Any], updates: PyTree, *state_trees: PyTree, name: str
 ) -> PyTree:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, stateless
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing by it.
 _TORCH_NORM_EPS = 1e-6
@@ -62,18 +62,6 @@ def _scaled(u, factor: jax.Array) -> jax.Array:
     return u * factor.astype(u.dtype)
 
 
-def _stateless(transform_leaves) -> GradientTransformation:
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        del params
-        return transform_leaves(updates), state
-
-    return GradientTransformation(init, update)
-
-
 def clip(max_delta: float | jax.Array) -> GradientTransformation:
     r"""Clamps every entry of every update to :math:`[-\delta, \delta]`:
 
@@ -91,7 +79,7 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
         d = _tree.cast_like(max_delta, u)
         return jnp.clip(u, -d, d)
 
-    return _stateless(lambda updates: jax.tree_util.tree_map(clamp, updates))
+    return stateless(lambda updates, params: jax.tree_util.tree_map(clamp, updates))
 
 
 def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
@@ -132,7 +120,7 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
         coef = jnp.minimum(_tree.cast_like(max_norm, g) / (g + _TORCH_NORM_EPS), 1.0)
         return jax.tree_util.tree_map(lambda u: _scaled(u, coef), updates)
 
-    return _stateless(rescale)
+    return stateless(lambda updates, params: rescale(updates))
 
 
 def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
@@ -165,4 +153,4 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
         factor = jnp.where(over, tau / jnp.where(over, rms, 1.0), 1.0)
         return _scaled(u, factor)
 
-    return _stateless(lambda updates: jax.tree_util.tree_map(rescale, updates))
+    return stateless(lambda updates, params: jax.tree_util.tree_map(rescale, updates))

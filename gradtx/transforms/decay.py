@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, stateless
 
 
 def add_decayed_weights(
@@ -33,16 +33,7 @@ def add_decayed_weights(
     """
     validation.check_non_negative("weight_decay", weight_decay)
 
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "add_decayed_weights needs the parameters: call update(updates, state, params)."
-            )
-        _tree.check_match(params, updates, reference_name="params", other_name="updates")
+    def add(updates, params):
         leaf_mask = mask(params) if callable(mask) else mask
 
         def decay(u, p, keep=True):
@@ -50,10 +41,10 @@ def add_decayed_weights(
             return jnp.where(keep, decayed, u) if leaf_mask is not None else decayed
 
         if leaf_mask is None:
-            return jax.tree_util.tree_map(decay, updates, params), state
+            return jax.tree_util.tree_map(decay, updates, params)
         _tree.check_match(
             params, leaf_mask, reference_name="params", other_name="mask", shapes=False
         )
-        return jax.tree_util.tree_map(decay, updates, params, leaf_mask), state
+        return jax.tree_util.tree_map(decay, updates, params, leaf_mask)
 
-    return GradientTransformation(init, update)
+    return stateless(add, needs_params=True, name="add_decayed_weights")

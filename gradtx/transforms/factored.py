@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, stateless
 from gradtx.transforms.counting import increment, zero_count
 from gradtx.transforms.moments import ema_update
 from gradtx.transforms.trust_ratio import block_norm
@@ -163,22 +163,11 @@ def scale_by_param_block_rms(min_scale: float | jax.Array = 1e-3) -> GradientTra
     """
     validation.check_non_negative("min_scale", min_scale)
 
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "scale_by_param_block_rms needs the parameters: "
-                "call update(updates, state, params)."
-            )
-        _tree.check_match(params, updates, reference_name="params", other_name="updates")
-
+    def scale(updates, params):
         def leaf(u, p):
-            scale = jnp.maximum(_tree.cast_like(min_scale, u), block_rms(p.astype(u.dtype)))
-            return scale * u
+            factor = jnp.maximum(_tree.cast_like(min_scale, u), block_rms(p.astype(u.dtype)))
+            return factor * u
 
-        return jax.tree_util.tree_map(leaf, updates, params), state
+        return jax.tree_util.tree_map(leaf, updates, params)
 
-    return GradientTransformation(init, update)
+    return stateless(scale, needs_params=True, name="scale_by_param_block_rms")

@@ -8,7 +8,7 @@ import jax
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation, ScalarOrSchedule
+from gradtx.core import GradientTransformation, ScalarOrSchedule, stateless
 from gradtx.transforms.counting import increment, zero_count
 
 
@@ -24,17 +24,11 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
     ``gx.scale(-1.0)`` turns a maximisation into a minimisation (torch's ``maximize=True``).
     """
     validation.check_interval("step_size", step_size)
-
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        del params
-        out = jax.tree_util.tree_map(lambda u: _tree.cast_like(step_size, u) * u, updates)
-        return out, state
-
-    return GradientTransformation(init, update)
+    return stateless(
+        lambda updates, params: jax.tree_util.tree_map(
+            lambda u: _tree.cast_like(step_size, u) * u, updates
+        )
+    )
 
 
 def scale_by_learning_rate(
@@ -52,25 +46,16 @@ def scale_by_learning_rate(
     def apply(lr, updates):
         return jax.tree_util.tree_map(lambda u: _tree.cast_like(sign * lr, u) * u, updates)
 
-    if callable(learning_rate):
+    if not callable(learning_rate):
+        return stateless(lambda updates, params: apply(learning_rate, updates))
 
-        def init(params):
-            del params
-            return ScheduleState(count=zero_count())
+    def init(params):
+        del params
+        return ScheduleState(count=zero_count())
 
-        def update(updates, state, params=None):
-            del params
-            lr = learning_rate(state.count)
-            return apply(lr, updates), ScheduleState(count=increment(state.count))
-
-    else:
-
-        def init(params):
-            del params
-            return EmptyState()
-
-        def update(updates, state, params=None):
-            del params
-            return apply(learning_rate, updates), state
+    def update(updates, state, params=None):
+        del params
+        lr = learning_rate(state.count)
+        return apply(lr, updates), ScheduleState(count=increment(state.count))
 
     return GradientTransformation(init, update)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation
+from gradtx.core import GradientTransformation, stateless
 from gradtx.transforms.moments import MomentState, ema_update
 
 
@@ -19,15 +19,7 @@ def scale_by_sign() -> GradientTransformation:
     Preceded by :func:`gradtx.ema` it is Signum (Bernstein et al., 2018).
     """
 
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree_util.tree_map(jnp.sign, updates), state
-
-    return GradientTransformation(init, update)
+    return stateless(lambda updates, params: jax.tree_util.tree_map(jnp.sign, updates))
 
 
 def scale_by_lion(

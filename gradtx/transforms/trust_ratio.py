@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation
+from gradtx.core import GradientTransformation, stateless
 
 
 def block_norm(x: jax.Array) -> jax.Array:
@@ -58,17 +58,7 @@ def scale_by_trust_ratio(
     validation.check_non_negative("weight_decay", weight_decay)
     decays = not validation.is_static_zero(weight_decay)
 
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "scale_by_trust_ratio needs the parameters: call update(updates, state, params)."
-            )
-        _tree.check_match(params, updates, reference_name="params", other_name="updates")
-
+    def scale(updates, params):
         def leaf(u, p):
             floor = _tree.cast_like(min_norm, u)
             p = p.astype(u.dtype)
@@ -87,6 +77,6 @@ def scale_by_trust_ratio(
             )
             return jnp.where(usable, ratio, 1).astype(u.dtype) * u
 
-        return jax.tree_util.tree_map(leaf, updates, params), state
+        return jax.tree_util.tree_map(leaf, updates, params)
 
-    return GradientTransformation(init, update)
+    return stateless(scale, needs_params=True, name="scale_by_trust_ratio")

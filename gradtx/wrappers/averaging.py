@@ -88,11 +88,7 @@ def with_param_average(
         )
 
     def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "with_param_average needs the parameters: call update(updates, state, params)."
-            )
-        _tree.check_match(params, updates, reference_name="params", other_name="updates")
+        _tree.check_params(params, updates, name="with_param_average")
         inner_updates, inner_state = inner.update(updates, state.inner_state, params)
         _tree.check_match(
             params, inner_updates, reference_name="params", other_name="inner updates"

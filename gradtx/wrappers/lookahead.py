@@ -102,12 +102,7 @@ def lookahead(
         )
 
     def update(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "lookahead needs the parameters (the fast weights): call "
-                "update(updates, state, params)."
-            )
-        _tree.check_match(params, updates, reference_name="params", other_name="updates")
+        _tree.check_params(params, updates, name="lookahead")
         inner_updates, inner_state = inner.update(updates, state.inner_state, params)
         _tree.check_match(
             params, inner_updates, reference_name="params", other_name="inner updates"

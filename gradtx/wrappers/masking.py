@@ -19,7 +19,7 @@ import numpy as np
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import EmptyState, GradientTransformation, OptState, PyTree
+from gradtx.core import GradientTransformation, OptState, PyTree, stateless
 
 Mask = PyTree | Callable[[PyTree], PyTree]
 
@@ -278,15 +278,7 @@ def set_to_zero() -> GradientTransformation:
         [0.0, 0.0]
     """
 
-    def init(params):
-        del params
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree_util.tree_map(jnp.zeros_like, updates), state
-
-    return GradientTransformation(init, update)
+    return stateless(lambda updates, params: jax.tree_util.tree_map(jnp.zeros_like, updates))
 
 
 def freeze(mask: Mask) -> GradientTransformation:
