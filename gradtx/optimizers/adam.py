@@ -85,7 +85,7 @@ def adamw(
 
     .. math::
         g_t &\leftarrow \pm\nabla_\theta f(\theta_{t-1}) \\
-        \hat m_t, \hat v_t &\ \text{as in :func:`adam`} \\
+        \hat m_t, \hat v_t &\ \text{as in Adam} \\
         \theta_t &= \theta_{t-1}(1 - \eta\lambda)
             - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
 

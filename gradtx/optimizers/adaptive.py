@@ -134,7 +134,10 @@ def adadelta(
 
     torch.optim: ``Adadelta(params, lr, rho, eps, weight_decay, maximize)``.
 
-    Differences from ``optax.adadelta``: Optax has no default learning rate (torch's is 1.0).
+    Differences from ``optax.adadelta``: Optax's ``learning_rate`` defaults to ``None``, which
+    applies no step size and no sign flip (so ``optax.adadelta()`` as is moves up the
+    gradient); gradtx follows torch's default of 1.0 and descends. Optax also takes a
+    ``weight_decay_mask``; here use :func:`gradtx.masked` or :func:`gradtx.multi_transform`.
 
     Example:
         >>> import gradtx as gx

@@ -1,0 +1,636 @@
+"""Tables generated from the code at build time, so that they cannot drift from it.
+
+Directives (usable from MyST as ```` ```{name} ````):
+
+``gradtx-torch-optimizer NAME``
+    Every argument of ``torch.optim.<torch_class>`` next to its gradtx counterpart, for the
+    registry entry ``NAME`` (``gradtx.optimizers.registry``): names from the entry's
+    ``torch_names``, defaults from ``inspect.signature`` of both, and whether the value is live
+    (read from the optimizer's state). A torch argument with no counterpart must have an
+    explanation in ``TORCH_ONLY`` below, and every gradtx argument must be reached, or the
+    build warns (and fails: it runs with ``-W``). It also warns when a registry entry with a
+    torch class has no table anywhere in the docs.
+``gradtx-torch-only``
+    The torch arguments that no gradtx optimizer needs (``TORCH_ONLY``), which optimizers take
+    them, and why.
+``gradtx-torch-schedulers``
+    Every scheduler class in ``torch.optim.lr_scheduler`` with its gradtx equivalent and an
+    argument-by-argument mapping from ``SCHEDULERS`` below; a torch class or argument missing
+    from it, or a gradtx name that does not exist, is a warning.
+``gradtx-optax-defaults``
+    For each gradtx function that Optax also has, the arguments whose names or defaults differ,
+    read from the installed Optax (option ``:group:`` ``optimizers`` or ``others``).
+
+torch and optax are imported only here, at documentation time; gradtx never imports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx import addnodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Building docutils tables from short strings. A string is plain text in which `...` spans
+# become code, and a code span that starts with ``gx.<public name>`` links to its API entry.
+
+_CODE_LINK = re.compile(r"^gx\.(\w+)")
+
+
+def _inline(text: str, docname: str) -> list[nodes.Node]:
+    import gradtx
+
+    out: list[nodes.Node] = []
+    for i, part in enumerate(text.split("`")):
+        if not part:
+            continue
+        if i % 2 == 0:
+            out.append(nodes.Text(part))
+            continue
+        match = _CODE_LINK.match(part)
+        if match and match.group(1) in gradtx.__all__:
+            ref = addnodes.pending_xref(
+                "", refdomain="py", reftype="obj", reftarget=f"gradtx.{match.group(1)}",
+                refexplicit=True, refdoc=docname,
+            )
+            ref += nodes.literal(part, part)
+            out.append(ref)
+        else:
+            out.append(nodes.literal(part, part))
+    return out
+
+
+def _cell(content: str | Sequence[str], docname: str) -> nodes.entry:
+    entry = nodes.entry()
+    for text in [content] if isinstance(content, str) else content:
+        entry += nodes.paragraph("", "", *_inline(text, docname))
+    return entry
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int], docname: str
+) -> nodes.table:
+    table = nodes.table(classes=["gradtx-generated"])
+    group = nodes.tgroup(cols=len(headers))
+    table += group
+    for width in widths:
+        group += nodes.colspec(colwidth=width)
+    head, body = nodes.thead(), nodes.tbody()
+    group += head
+    group += body
+    head += nodes.row("", *(_cell(h, docname) for h in headers))
+    for row in rows:
+        body += nodes.row("", *(_cell(c, docname) for c in row))
+    return table
+
+
+def _paragraph(text: str, docname: str) -> nodes.paragraph:
+    return nodes.paragraph("", "", *_inline(text, docname))
+
+
+def _fmt(value: Any) -> str:
+    if value is inspect.Parameter.empty:
+        return "required"
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return value.__name__
+    return repr(value)
+
+
+def _same_default(a: Any, b: Any) -> bool:
+    if a is inspect.Parameter.empty or b is inspect.Parameter.empty:
+        return a is b
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # arrays, exotic objects: compare by their printed form
+        return repr(a) == repr(b)
+
+
+def _import(module: str, docname: str, what: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        logger.warning(
+            "%s needs %s at documentation time (%s)", what, module, err,
+            location=docname, type="gradtx", subtype="tables",
+        )
+        return None
+
+
+def _warn(directive: SphinxDirective, message: str, *args) -> None:
+    logger.warning(message, *args, location=directive.get_location(), type="gradtx",
+                   subtype="tables")
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.optim optimizers
+
+# torch arguments with no gradtx counterpart, and why there is none.
+TORCH_ONLY = {
+    "foreach": (
+        "Picks torch's implementation (a Python loop over tensors, or batched `_foreach` "
+        "kernels): speed only, same result. Under `jax.jit` the whole update, over all "
+        "leaves, is compiled into one XLA program, and XLA chooses how to fuse it."
+    ),
+    "fused": (
+        "Picks torch's single fused kernel for the step: speed only. `jax.jit` compiles and "
+        "fuses the step itself, so there is no switch."
+    ),
+    "capturable": (
+        "Keeps torch's step counters on the device so the step can be captured in a CUDA "
+        "graph. A gradtx state is arrays only (step counts included), and a step under "
+        "`jax.jit` is one compiled program with no round trips to the host."
+    ),
+    "differentiable": (
+        "Lets autograd trace through `optimizer.step()`. A gradtx update is a pure JAX "
+        "function, so `jax.grad` differentiates through it as it is (with respect to the "
+        "gradients, the state, or a hyperparameter passed as an array)."
+    ),
+}
+TORCH_ONLY_BY_CLASS = {
+    ("Adam", "decoupled_weight_decay"): (
+        "torch's switch to AdamW: `Adam(..., decoupled_weight_decay=True)` is `gx.adamw`. "
+        "Pass `weight_decay` explicitly: Adam's default is 0, AdamW's 1e-2."
+    ),
+}
+NOTES = {
+    "params": (
+        "Not a constructor argument: `opt.init(params)` builds the state and "
+        "`opt.update(grads, state, params)` takes them at each step. Param groups: "
+        "`gx.multi_transform`."
+    ),
+    "lr": "Also a schedule `count -> value` (see the scheduler table below).",
+    "betas": "The pair, as two arguments.",
+}
+TORCH_ONLY_SEE_ABOVE = "None needed (see the arguments without a counterpart, above)."
+LIVE = "yes"
+LIVE_UNLESS_ZERO = "yes, unless built as a Python `0`"
+FIXED = "no (fixed when built)"
+
+
+def _live_kinds(factory: Callable) -> dict[str, str]:
+    """For each gradtx argument, whether ``set_hyperparam`` can change it mid-run: read from the
+    state the optimizer builds with its defaults, and with each numeric argument set to 0."""
+    import jax.numpy as jnp
+
+    params = {"w": jnp.zeros(2)}
+    state = factory().init(params)
+    kinds = {}
+    for name, parameter in inspect.signature(factory).parameters.items():
+        if name in state.fixed:  # a Python 0 by default: the step is left out
+            kinds[name] = LIVE_UNLESS_ZERO
+        elif name not in state.hyperparams:
+            kinds[name] = FIXED
+        elif isinstance(parameter.default, bool) or not isinstance(
+            parameter.default, (int, float)
+        ):
+            kinds[name] = LIVE
+        else:
+            try:
+                zero_state = factory(**{name: 0}).init(params)
+            except ValueError:  # 0 is not a valid value, so it cannot remove a step
+                zero_state = state
+            kinds[name] = LIVE_UNLESS_ZERO if name in zero_state.fixed else LIVE
+    return kinds
+
+
+def _call(name: str, kwargs: dict[str, Any], *positional: str) -> str:
+    args = [*positional, *(f"{k}={v!r}" for k, v in kwargs.items())]
+    return f"{name}({', '.join(args)})"
+
+
+class TorchOptimizerTable(SphinxDirective):
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from gradtx.optimizers import registry
+
+        docname = self.env.docname
+        name = self.arguments[0]
+        try:
+            info = registry.get(name)
+        except KeyError as err:
+            _warn(self, "gradtx-torch-optimizer: %s", err)
+            return []
+        self.env.note_dependency(registry.__file__)
+        self.env.note_dependency(__file__)
+        _shown(self.env).setdefault(docname, set()).add(name)
+        if info.torch_class is None:
+            _warn(self, "gradtx-torch-optimizer: %s has no torch.optim equivalent", name)
+            return []
+        optim = _import("torch.optim", docname, "the torch.optim tables")
+        if optim is None:
+            return []
+        torch_cls = getattr(optim, info.torch_class)
+        torch_sig = inspect.signature(torch_cls.__init__).parameters
+        gx_sig = inspect.signature(info.factory).parameters
+        to_gradtx = {torch: gx for gx, torch in info.torch_names.items()}
+        kinds = _live_kinds(info.factory)
+
+        rows, reached = [], set()
+        for arg, parameter in torch_sig.items():
+            if arg == "self":
+                continue
+            torch_default = _fmt(parameter.default)
+            if arg == "params":
+                rows.append([f"`{arg}`", "required", "—", "", "", NOTES["params"]])
+            elif arg == "betas" and {"b1", "b2"} <= gx_sig.keys():
+                reached |= {"b1", "b2"}
+                pair = (gx_sig["b1"].default, gx_sig["b2"].default)
+                note = [NOTES["betas"]]
+                if not _same_default(pair, parameter.default):
+                    note.append("Different default.")
+                rows.append(["`betas`", f"`{torch_default}`", "`b1`, `b2`", f"`{pair!r}`",
+                             kinds["b1"], note])
+            elif to_gradtx.get(arg, arg) in gx_sig:
+                gx_arg = to_gradtx.get(arg, arg)
+                reached.add(gx_arg)
+                gx_default = gx_sig[gx_arg].default
+                note = [NOTES[arg]] if arg in NOTES else []
+                if gx_arg != arg and arg != "lr":
+                    note.append(f"Renamed: `{gx_arg}` is Optax's name.")
+                if not _same_default(gx_default, parameter.default):
+                    note.append("Different default.")
+                rows.append([f"`{arg}`", f"`{torch_default}`", f"`{gx_arg}`",
+                             f"`{_fmt(gx_default)}`", kinds[gx_arg], note])
+            else:
+                why = TORCH_ONLY_BY_CLASS.get((info.torch_class, arg))
+                if why is None and arg in TORCH_ONLY:
+                    why = TORCH_ONLY_SEE_ABOVE
+                if why is None:
+                    _warn(self, "torch.optim.%s argument %r has no gradtx counterpart and no "
+                          "explanation in docs/_ext/gradtx_tables.py", info.torch_class, arg)
+                    why = "No counterpart (not yet explained)."
+                rows.append([f"`{arg}`", f"`{torch_default}`", "—", "", "", why])
+        for gx_arg in gx_sig.keys() - reached:
+            _warn(self, "gradtx.%s argument %r matches no torch.optim.%s argument", name,
+                  gx_arg, info.torch_class)
+
+        torch_call = _call(f"torch.optim.{info.torch_class}", info.torch_kwargs(info.example),
+                           "params")
+        gx_call = _call(f"gx.{name}", dict(info.example))
+        example = nodes.literal_block(
+            "", f"{torch_call}\n{gx_call}", language="python", classes=["gradtx-example"]
+        )
+        headers = ["torch argument", "torch default", "gradtx argument", "gradtx default",
+                   "live (`set_hyperparam`)", "notes"]
+        return [example, _table(headers, rows, [12, 12, 12, 12, 14, 38], docname)]
+
+
+def _shown(env) -> dict[str, set[str]]:
+    """docname -> the registry names that have a table on that page."""
+    if not hasattr(env, "gradtx_torch_tables"):
+        env.gradtx_torch_tables = {}
+    return env.gradtx_torch_tables
+
+
+class TorchOnlyTable(SphinxDirective):
+    """The torch arguments in ``TORCH_ONLY``, the optimizers that take them, and why gradtx
+    has no counterpart."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from gradtx.optimizers import registry
+
+        docname = self.env.docname
+        self.env.note_dependency(__file__)
+        optim = _import("torch.optim", docname, "the torch.optim tables")
+        if optim is None:
+            return []
+        rows = []
+        for arg, why in TORCH_ONLY.items():
+            takers = [
+                f"`{info.torch_class}`" for info in registry.with_torch_equivalent()
+                if arg in inspect.signature(getattr(optim, info.torch_class).__init__).parameters
+            ]
+            rows.append([f"`{arg}`", ", ".join(takers) or "none", why])
+        return [_table(["torch argument", "taken by", "why gradtx has none"], rows, [14, 30, 56],
+                       docname)]
+
+
+def check_torch_tables(app: Sphinx, env) -> None:
+    from gradtx.optimizers import registry
+
+    shown = set().union(*_shown(env).values())
+    missing = [i.name for i in registry.with_torch_equivalent() if i.name not in shown]
+    if missing:
+        logger.warning(
+            "torch.optim tables: no `gradtx-torch-optimizer` table for %s (registry entries "
+            "with a torch_class)", ", ".join(missing), type="gradtx", subtype="tables",
+        )
+
+
+def _purge(app: Sphinx, env, docname: str) -> None:
+    # A page read again notes its tables again.
+    _shown(env).pop(docname, None)
+
+
+def _merge(app: Sphinx, env, docnames, other) -> None:
+    for docname in docnames:
+        if docname in _shown(other):
+            _shown(env)[docname] = _shown(other)[docname]
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.optim.lr_scheduler
+
+@dataclasses.dataclass(frozen=True)
+class Scheduler:
+    gradtx: str  # the gradtx expression, `gx.` names link to the API
+    args: dict[str, str]  # torch argument -> its gradtx counterpart or what to do instead
+    note: str = ""
+    uses: tuple[str, ...] = ()  # gradtx names the expression relies on (checked to exist)
+
+
+# Arguments every scheduler has.
+COMMON_SCHEDULER_ARGS = {
+    "optimizer": "Its base `lr` is the schedule's first argument (written `lr` here); give the "
+    "schedule as the optimizer's `learning_rate`.",
+    "last_epoch": "None needed: the step count lives in the optimizer state, so restoring a "
+    "saved state resumes the schedule.",
+}
+_PLATEAU = "Your plateau logic, in the training loop."
+_CYCLE_SHAPE = "The shape of the callable you write."
+
+SCHEDULERS = {
+    "StepLR": Scheduler(
+        "`gx.step_schedule(lr, step_size, gamma)`",
+        {"step_size": "`step_size`", "gamma": "`gamma`"}, uses=("step_schedule",),
+    ),
+    "MultiStepLR": Scheduler(
+        "`gx.multistep_schedule(lr, milestones, gamma)`",
+        {"milestones": "`milestones`", "gamma": "`gamma`"}, uses=("multistep_schedule",),
+    ),
+    "ExponentialLR": Scheduler(
+        "`gx.exponential_decay(lr, 1, gamma)`", {"gamma": "`decay_rate`"},
+        uses=("exponential_decay",),
+    ),
+    "CosineAnnealingLR": Scheduler(
+        "`gx.cosine_decay_schedule(lr, T_max, alpha=eta_min / lr)`",
+        {"T_max": "`decay_steps`", "eta_min": "`alpha = eta_min / lr`"},
+        "Equal up to `T_max`. After it torch's rate climbs back along the cosine while "
+        "gradtx's stays at `eta_min`; for restarts use `gx.cosine_warm_restarts_schedule`.",
+        uses=("cosine_decay_schedule",),
+    ),
+    "LinearLR": Scheduler(
+        "`gx.linear_schedule(lr * start_factor, lr * end_factor, total_iters)`",
+        {"start_factor": "`init_value = lr * start_factor`",
+         "end_factor": "`end_value = lr * end_factor`", "total_iters": "`transition_steps`"},
+        uses=("linear_schedule",),
+    ),
+    "OneCycleLR": Scheduler(
+        "`gx.one_cycle_schedule(max_lr, total_steps, pct_start, div_factor, final_div_factor, "
+        "anneal_strategy, three_phase)`",
+        {"max_lr": "`max_value`", "total_steps": "`total_steps`",
+         "epochs": "`total_steps = epochs * steps_per_epoch`",
+         "steps_per_epoch": "`total_steps = epochs * steps_per_epoch`",
+         "pct_start": "`pct_start`", "anneal_strategy": "`anneal_strategy`",
+         "cycle_momentum": "`False`: gradtx does not cycle the momentum.",
+         "base_momentum": "Unused with `cycle_momentum=False`.",
+         "max_momentum": "Unused with `cycle_momentum=False`.",
+         "div_factor": "`div_factor`", "final_div_factor": "`final_div_factor`",
+         "three_phase": "`three_phase`",
+         "optimizer": "Its `lr` is not used: `max_lr` sets the rates, as in torch."},
+        uses=("one_cycle_schedule",),
+    ),
+    "CosineAnnealingWarmRestarts": Scheduler(
+        "`gx.cosine_warm_restarts_schedule(lr, T_0, T_mult, eta_min)`",
+        {"T_0": "`first_period`", "T_mult": "`period_multiplier`", "eta_min": "`min_value`"},
+        uses=("cosine_warm_restarts_schedule",),
+    ),
+    "LambdaLR": Scheduler(
+        "any callable, e.g. `learning_rate=lambda count: lr * lr_lambda(count)`",
+        {"lr_lambda": "The factor, as a function of `count` (an int32 array under `jit`: write "
+         "it with `jax.numpy`). One function per param group: one optimizer per group in "
+         "`gx.multi_transform`."},
+    ),
+    "PolynomialLR": Scheduler(
+        "`gx.polynomial_schedule(lr, 0.0, power, total_iters)`",
+        {"total_iters": "`transition_steps`", "power": "`power`"},
+        uses=("polynomial_schedule",),
+    ),
+    "ConstantLR": Scheduler(
+        "`gx.join_schedules([gx.constant_schedule(lr * factor), gx.constant_schedule(lr)], "
+        "[total_iters])`",
+        {"factor": "`lr * factor` for the first `total_iters` steps",
+         "total_iters": "the boundary"},
+        uses=("join_schedules", "constant_schedule"),
+    ),
+    "SequentialLR": Scheduler(
+        "`gx.join_schedules(schedules, milestones)`",
+        {"schedulers": "`schedules` (each restarts its count at its boundary, as in torch)",
+         "milestones": "`boundaries`"},
+        uses=("join_schedules",),
+    ),
+    "ChainedScheduler": Scheduler(
+        "a callable multiplying the chained factors, e.g. "
+        "`lambda count: lr * 0.9 ** count * 0.5 ** (count // 10)`",
+        {"schedulers": "The factors, multiplied in the callable."},
+    ),
+    "MultiplicativeLR": Scheduler(
+        "a callable for `lr * f(1) * ... * f(count)`; for a constant factor `f`, "
+        "`gx.exponential_decay(lr, 1, f)`",
+        {"lr_lambda": "The factor `f`."},
+        uses=("exponential_decay",),
+    ),
+    "CyclicLR": Scheduler(
+        "a callable; the triangular mode is `lambda count: base_lr + (max_lr - base_lr) * "
+        "jnp.maximum(0.0, 1 - jnp.abs(count / step_size_up - 2 * jnp.floor(1 + count / "
+        "(2 * step_size_up)) + 1))`",
+        {"base_lr": "`base_lr`", "max_lr": "`max_lr`", "step_size_up": "`step_size_up`",
+         "step_size_down": _CYCLE_SHAPE, "mode": _CYCLE_SHAPE, "gamma": _CYCLE_SHAPE,
+         "scale_fn": _CYCLE_SHAPE, "scale_mode": _CYCLE_SHAPE,
+         "cycle_momentum": "`False`: gradtx's momentum is a hyperparameter of its own.",
+         "base_momentum": "Unused with `cycle_momentum=False`.",
+         "max_momentum": "Unused with `cycle_momentum=False`.",
+         "optimizer": "Its `lr` is not used: `base_lr` and `max_lr` set the rates."},
+        "Compute in floating point (`count.astype(float)`) for float64 agreement under "
+        "`jax_enable_x64`.",
+    ),
+    "ReduceLROnPlateau": Scheduler(
+        "no schedule: it reacts to a metric, not to the step count. Decide in the training "
+        "loop and call `gx.set_hyperparam(state, \"learning_rate\", new_lr)`; a jitted step "
+        "is not recompiled.",
+        {"mode": _PLATEAU, "factor": _PLATEAU, "patience": _PLATEAU, "threshold": _PLATEAU,
+         "threshold_mode": _PLATEAU, "cooldown": _PLATEAU, "min_lr": _PLATEAU,
+         "eps": _PLATEAU, "optimizer": "The optimizer whose `learning_rate` you set."},
+        uses=("set_hyperparam",),
+    ),
+}
+
+
+class TorchSchedulerTable(SphinxDirective):
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import gradtx
+
+        docname = self.env.docname
+        self.env.note_dependency(__file__)
+        module = _import("torch.optim.lr_scheduler", docname, "the scheduler table")
+        if module is None:
+            return []
+        base = module.LRScheduler
+        classes = {
+            name: cls for name, cls in vars(module).items()
+            if inspect.isclass(cls) and issubclass(cls, base) and cls is not base
+            and not name.startswith("_") and cls.__module__ == module.__name__
+        }
+        for name in sorted(classes.keys() - SCHEDULERS.keys()):
+            _warn(self, "torch.optim.lr_scheduler.%s is missing from SCHEDULERS in "
+                  "docs/_ext/gradtx_tables.py", name)
+        for name in sorted(SCHEDULERS.keys() - classes.keys()):
+            _warn(self, "SCHEDULERS lists %s, which torch.optim.lr_scheduler does not have",
+                  name)
+        rows = []
+        for name in [n for n in SCHEDULERS if n in classes]:
+            entry = SCHEDULERS[name]
+            for used in entry.uses:
+                if used not in gradtx.__all__:
+                    _warn(self, "SCHEDULERS[%r] uses gx.%s, which is not public", name, used)
+            args, common = [], []
+            for arg in inspect.signature(classes[name].__init__).parameters:
+                if arg == "self":
+                    continue
+                if arg in entry.args:
+                    args.append(f"`{arg}`: {entry.args[arg]}")
+                elif arg in COMMON_SCHEDULER_ARGS:
+                    common.append(f"`{arg}`")
+                else:
+                    _warn(self, "torch.optim.lr_scheduler.%s argument %r is not mapped in "
+                          "docs/_ext/gradtx_tables.py", name, arg)
+                    args.append(f"`{arg}`: (not yet mapped)")
+            if common:
+                args.append(", ".join(common) + ": as for every scheduler (above).")
+            gradtx_cell = [entry.gradtx] + ([entry.note] if entry.note else [])
+            rows.append([f"`{name}`", gradtx_cell, args])
+        intro = nodes.bullet_list()
+        for arg, text in COMMON_SCHEDULER_ARGS.items():
+            intro += nodes.list_item("", _paragraph(f"`{arg}`: {text}", docname))
+        return [
+            _paragraph("Arguments every scheduler has:", docname),
+            intro,
+            _table(["torch.optim.lr_scheduler", "gradtx", "arguments"], rows, [18, 40, 42],
+                   docname),
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Optax defaults
+
+# gradtx name -> Optax name, where they differ.
+OPTAX_NAMES = {"scale_by_momentum": "trace", "accumulate_gradients": "MultiSteps"}
+# (gradtx function, gradtx argument) -> Optax's name for the same argument.
+OPTAX_ARGS = {
+    ("adafactor", "b1"): "momentum",
+    ("adafactor", "weight_decay"): "weight_decay_rate",
+    ("scale_by_factored_rms", "eps"): "epsilon",
+    ("scale_by_momentum", "momentum"): "decay",
+    ("lookahead", "inner"): "fast_optimizer",
+    ("lookahead", "alpha"): "slow_step_size",
+    ("accumulate_gradients", "inner"): "opt",
+    ("accumulate_gradients", "every_k"): "every_k_schedule",
+    ("stateless", "fn"): "f",
+    ("inject_hyperparams", "factory"): "inner_factory",
+}
+# Same name, different things: compared in prose on the page instead.
+OPTAX_SKIP = frozenset({"bias_correction"})
+
+
+def _optax_pairs(group: str) -> list[tuple[str, str]]:
+    import gradtx
+    import gradtx.optimizers
+
+    optimizers = [n for n in gradtx.optimizers.__all__ if n != "relative_step_size"]
+    names = optimizers if group == "optimizers" else [
+        n for n in gradtx.__all__ if n not in optimizers and n not in OPTAX_SKIP
+        and inspect.isfunction(getattr(gradtx, n))
+    ]
+    return [(n, OPTAX_NAMES.get(n, n)) for n in names]
+
+
+def _signature(fn) -> dict[str, inspect.Parameter]:
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    return {k: p for k, p in inspect.signature(target).parameters.items()
+            if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+class OptaxDefaultsTable(SphinxDirective):
+    has_content = False
+    option_spec = {"group": lambda arg: directives.choice(arg, ("optimizers", "others"))}
+
+    def run(self) -> list[nodes.Node]:
+        import gradtx
+
+        docname = self.env.docname
+        self.env.note_dependency(__file__)
+        optax = _import("optax", docname, "the Optax comparison")
+        if optax is None:
+            return []
+        rows, same, absent = [], [], []
+        for gx_name, optax_name in _optax_pairs(self.options.get("group", "optimizers")):
+            theirs = getattr(optax, optax_name, None)
+            if theirs is None:
+                absent.append(f"`gx.{gx_name}`")
+                continue
+            ours_sig, theirs_sig = _signature(getattr(gradtx, gx_name)), _signature(theirs)
+            matched, diffs = set(), []
+            for arg, parameter in ours_sig.items():
+                other = OPTAX_ARGS.get((gx_name, arg), arg)
+                if other in theirs_sig:
+                    matched.add(other)
+                    theirs_default = theirs_sig[other].default
+                    label = f"`{arg}`" if other == arg else f"`{arg}` (Optax: `{other}`)"
+                    if other != arg or not _same_default(parameter.default, theirs_default):
+                        diffs.append([label, f"`{_fmt(parameter.default)}`",
+                                      f"`{_fmt(theirs_default)}`"])
+                else:
+                    diffs.append([f"`{arg}`", f"`{_fmt(parameter.default)}`", "—"])
+            for arg in theirs_sig.keys() - matched:
+                diffs.append([f"`{arg}`", "—", f"`{_fmt(theirs_sig[arg].default)}`"])
+            if not diffs:
+                same.append(f"`gx.{gx_name}`")
+                continue
+            title = f"`gx.{gx_name}`" + ("" if optax_name == gx_name else
+                                         f" / `optax.{optax_name}`")
+            for i, diff in enumerate(sorted(diffs, key=lambda d: d[0])):
+                rows.append([title if i == 0 else "", *diff])
+        out: list[nodes.Node] = [
+            _table(["function", "argument", "gradtx default", "Optax default"], rows,
+                   [28, 30, 21, 21], docname),
+            _paragraph(f"Generated from the installed Optax {optax.__version__}. "
+                       "\"required\": no default; \"—\": no such argument.", docname),
+        ]
+        if same:
+            out.append(_paragraph("Same arguments and defaults: " + ", ".join(same) + ".",
+                                  docname))
+        if absent:
+            out.append(_paragraph("Not in Optax under the same name: " + ", ".join(absent)
+                                  + ".", docname))
+        return out
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_directive("gradtx-torch-optimizer", TorchOptimizerTable)
+    app.add_directive("gradtx-torch-only", TorchOnlyTable)
+    app.add_directive("gradtx-torch-schedulers", TorchSchedulerTable)
+    app.add_directive("gradtx-optax-defaults", OptaxDefaultsTable)
+    app.connect("env-check-consistency", check_torch_tables)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
