@@ -76,7 +76,7 @@ def radam_rectification(
     r"""RAdam's rectified inverse root (Liu et al., 2020), as torch.optim.RAdam computes it.
 
     Its input is the raw moving second moment :math:`v_t` (place it after
-    :func:`gradtx.transforms.moments.ema_of_squares` with the same ``decay``). With
+    :func:`gradtx.ema_of_squares` with the same ``decay``). With
     :math:`\beta` = ``decay`` and :math:`t` counting this transformation's updates from 1:
 
     .. math::
@@ -204,7 +204,7 @@ def scale_by_belief(
     It is one transformation rather than a ``parallel`` of moments because :math:`s_t` is a
     statistic of :math:`g_t - m_t`: sharing one :math:`m` buffer needs both in one place (two
     ``ema(β1)`` branches would store :math:`m` twice). Both averages still go through
-    :func:`gradtx.transforms.moments.ema_update`.
+    :func:`gradtx.ema_update`.
     """
     _check_betas(b1, b2)
     validation.check_non_negative("eps", eps)
