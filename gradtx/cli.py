@@ -1,190 +1,33 @@
-"""The command line: ``python -m gradtx compare`` trains every registry optimizer on one small
-problem and prints final loss, steps to a target loss and time per step.
+"""The command line: ``python -m gradtx compare`` trains several optimizers on one problem, shows
+a progress bar for each, prints final loss, test accuracy (for the digits classifiers), steps to
+a target loss and time per step, and with ``--out DIR`` writes a loss-curve PNG, CSV and JSON.
 
-Every optimizer comes from :data:`gradtx.optimizers.registry.OPTIMIZERS` with its ``example``
-hyperparameters, so a new registry entry shows up here with no change to this file.
+The default is the seed articles' comparison: a small CNN on scikit-learn's 8x8 digits, trained
+with SGD, momentum, Nesterov, Adagrad, RMSprop, Adadelta, Adam, AdamW and NAdam. The pieces live
+in :mod:`gradtx.compare`; scikit-learn, matplotlib and tqdm come with ``gradtx[compare]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from gradtx.compare import plot, presets, report, train
+from gradtx.compare.deps import INSTALL_HINT, MissingDependency, require
+from gradtx.compare.tasks import TASKS
 
-import gradtx as gx
-from gradtx.optimizers import registry
-
-LossFn = Callable[[jax.Array], jax.Array]
-
-
-@dataclass(frozen=True)
-class Task:
-    """A problem to minimise: its loss, its starting point and a default target loss."""
-
-    loss_fn: LossFn
-    start: jax.Array
-    target: float
-
-
-def quadratic_task(seed: int, dim: int = 20) -> Task:
-    """``0.5 * sum(lambda_i x_i^2)`` with curvatures log-uniform in [1, 100], from x = 1.
-
-    The curvatures are drawn with ``seed``; the smallest and largest are pinned to 1 and 100 so
-    the condition number, which is what makes the problem hard, is 100 for every seed.
-    """
-    rng = np.random.default_rng(seed)
-    log_lambdas = np.sort(rng.uniform(0.0, 2.0, size=dim))
-    log_lambdas[0], log_lambdas[-1] = 0.0, 2.0
-    lambdas = jnp.asarray(10.0**log_lambdas, dtype=jnp.float32)
-
-    def loss_fn(x: jax.Array) -> jax.Array:
-        return 0.5 * jnp.sum(lambdas * x**2)
-
-    return Task(loss_fn, jnp.ones(dim, dtype=jnp.float32), target=1e-3)
-
-
-def rosenbrock_task(seed: int) -> Task:
-    """The 2-D Rosenbrock valley from (-1.5, 2); deterministic, so ``seed`` is unused."""
-    del seed
-
-    def loss_fn(xy: jax.Array) -> jax.Array:
-        x, y = xy[0], xy[1]
-        return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
-
-    # Along the valley floor the loss is about (1 - x)^2, so 2.0 means x has passed about -0.4:
-    # well down the valley. That separates the optimizers within the default 300 steps, while
-    # reaching the minimum itself (loss 1e-2) takes the Adam family about 700-1300 steps.
-    return Task(loss_fn, jnp.array([-1.5, 2.0], dtype=jnp.float32), target=2.0)
-
-
-TASKS: dict[str, Callable[[int], Task]] = {
-    "quadratic": quadratic_task,
-    "rosenbrock": rosenbrock_task,
-}
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One optimizer's run. ``losses[k]`` is the loss after ``k`` updates (``steps + 1`` values)."""
-
-    name: str
-    hyperparameters: dict[str, Any]
-    losses: list[float]
-    median_step_us: float
-
-    @property
-    def final_loss(self) -> float:
-        return self.losses[-1]
-
-    def steps_to(self, target: float) -> int | None:
-        """The fewest updates after which the loss is at or below ``target``; None if never."""
-        return next((k for k, loss in enumerate(self.losses) if loss <= target), None)
-
-
-def train(info: registry.OptimizerInfo, task: Task, steps: int) -> RunResult:
-    """Runs ``steps`` jitted updates of one optimizer, timing each after a compile step."""
-    opt = info.factory(**info.example)
-
-    @jax.jit
-    def step(params: jax.Array, state: Any) -> tuple[jax.Array, Any, jax.Array]:
-        loss, grads = jax.value_and_grad(task.loss_fn)(params)
-        updates, state = opt.update(grads, state, params)
-        return gx.apply_updates(params, updates), state, loss
-
-    params, state = task.start, opt.init(task.start)
-    # The first call compiles; run it once and throw the result away so timings are steady-state.
-    jax.block_until_ready(step(params, state))
-
-    losses, times = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        # Blocking is needed for an honest time: jax dispatches asynchronously.
-        params, state, loss = jax.block_until_ready(step(params, state))
-        times.append(time.perf_counter() - t0)
-        losses.append(loss)
-    losses.append(task.loss_fn(params))  # the loss after the last update
-    return RunResult(
-        name=info.name,
-        hyperparameters=dict(info.example),
-        losses=[float(x) for x in losses],
-        median_step_us=statistics.median(times) * 1e6,
-    )
-
-
-def _steps_cell(steps: int | None) -> str:
-    return "-" if steps is None else str(steps)
-
-
-def format_table(results: Sequence[RunResult], target: float) -> str:
-    """A plain-text table, one row per optimizer, columns aligned."""
-    header = ("optimizer", "final loss", f"steps to {target:g}", "us/step")
-    rows = [
-        (r.name, f"{r.final_loss:.4g}", _steps_cell(r.steps_to(target)), f"{r.median_step_us:.1f}")
-        for r in results
-    ]
-    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
-
-    def fmt(line: Sequence[str]) -> str:
-        # Names left-aligned, numbers right-aligned, as a reader scans them.
-        cells = [line[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]
-        return "  ".join(cells)
-
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
-
-
-def _finite_or_none(x: float) -> float | None:
-    # Strict JSON has no NaN or Infinity, and a diverged run produces them.
-    return x if math.isfinite(x) else None
-
-
-def write_outputs(out: Path, args: argparse.Namespace, results: Sequence[RunResult]) -> None:
-    """Writes ``curves.csv`` (optimizer, step, loss) and ``summary.json`` into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "curves.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["optimizer", "step", "loss"])
-        for r in results:
-            # One row per update step: the loss at the parameters that step started from.
-            writer.writerows((r.name, k, repr(loss)) for k, loss in enumerate(r.losses[:-1]))
-    summary = {
-        "task": args.task,
-        "steps": args.steps,
-        "seed": args.seed,
-        "target": args.target,
-        "results": [
-            {
-                "optimizer": r.name,
-                "hyperparameters": r.hyperparameters,
-                "initial_loss": _finite_or_none(r.losses[0]),
-                "final_loss": _finite_or_none(r.final_loss),
-                "steps_to_target": r.steps_to(args.target),
-                "median_step_us": r.median_step_us,
-            }
-            for r in results
-        ],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-
+DEFAULT_TASK = "cnn-digits"
 
 # Argument types: raising ArgumentTypeError makes argparse print "argument --NAME: message".
 
 
 def _optimizer_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",")]
-    known = registry.names()
+    known = presets.names()
     for name in names:
         if name not in known:
             raise argparse.ArgumentTypeError(
@@ -224,48 +67,113 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _per_task(attribute: str) -> str:
+    return ", ".join(f"{name} {getattr(spec, attribute):g}" for name, spec in TASKS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gradtx", description="gradtx tools.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     compare = commands.add_parser(
         "compare",
-        help="train every optimizer on a small problem and tabulate the results (the default)",
+        help="train several optimizers on a small problem and compare them (the default)",
+        description="Trains each optimizer on one problem with the same start and batches, "
+        "then prints final loss, test accuracy (digits tasks), steps to a target loss and time "
+        'per step. Needs the compare extra: pip install "gradtx[compare]".',
     )
-    compare.add_argument("--task", choices=sorted(TASKS), default="quadratic")
+    compare.add_argument(
+        "--task",
+        choices=list(TASKS),
+        default=DEFAULT_TASK,
+        help=f"the problem (default: {DEFAULT_TASK})",
+    )
     compare.add_argument(
         "--optimizers",
         type=_optimizer_list,
-        default=registry.names(),
-        help=f"comma-separated registry names (default: all of {','.join(registry.names())})",
+        default=list(presets.DEFAULT_OPTIMIZERS),
+        help=f"comma-separated names (default: {','.join(presets.DEFAULT_OPTIMIZERS)}); "
+        f"also any of {','.join(n for n in presets.names() if n not in presets.PRESETS)}",
     )
-    compare.add_argument("--steps", type=_positive_int, default=300)
-    compare.add_argument("--seed", type=_non_negative_int, default=0, help="seed for randomness")
+    compare.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help=f"updates per optimizer (default per task: {_per_task('default_steps')})",
+    )
+    compare.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed for the problem, the initial weights and the minibatch order (default 0)",
+    )
     compare.add_argument(
         "--target",
         type=_positive_float,
         default=None,
-        help="target loss for the steps-to-target column (default: quadratic 1e-3, rosenbrock 2)",
+        help=f"target loss for the steps-to-target column (default: {_per_task('target')})",
     )
-    compare.add_argument("--out", type=Path, help="also write curves.csv and summary.json here")
+    compare.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="directory for curves.png, summary.csv/json, curves.csv/json (and accuracy.csv)",
+    )
     return parser
 
 
-def compare(args: argparse.Namespace) -> int:
-    task = TASKS[args.task](args.seed)
-    if args.target is None:
-        args.target = task.target
-    results = [train(registry.get(name), task, args.steps) for name in args.optimizers]
-    start_loss = results[0].losses[0]
-    print(f"task={args.task} steps={args.steps} seed={args.seed} start loss={start_loss:.4g}")
-    print(format_table(results, args.target))
+def _check_dependencies(args: argparse.Namespace) -> None:
+    # Checked before any training, so that a missing package fails in a second, not at the end,
+    # and all at once, so that one install command fixes everything.
+    needed = [("tqdm", "tqdm", "progress bars")]
+    if TASKS[args.task].classifier:
+        needed.append(("sklearn.datasets", "scikit-learn", "the digits data set"))
     if args.out is not None:
-        write_outputs(args.out, args, results)
-        print(f"wrote {args.out / 'curves.csv'} and {args.out / 'summary.json'}")
+        needed.append(("matplotlib.figure", "matplotlib", "the loss-curve plot"))
+    missing = []
+    for module, package, purpose in needed:
+        try:
+            require(module, package, purpose)
+        except MissingDependency:
+            missing.append(f"{package} (for {purpose})")
+    if missing:
+        raise MissingDependency(
+            f"`python -m gradtx compare` needs {', '.join(missing)}, not installed. "
+            f"Install with: {INSTALL_HINT}"
+        )
+
+
+def compare(args: argparse.Namespace) -> int:
+    spec = TASKS[args.task]
+    steps = spec.default_steps if args.steps is None else args.steps
+    target = spec.target if args.target is None else args.target
+    task = spec.build(args.seed)
+    print(f"task {task.name}: {task.description}")
+    print(f"steps {steps}, seed {args.seed}, target loss {target:g}", flush=True)
+    results = []
+    for name in args.optimizers:
+        resolved = presets.resolve(name, args.task)
+        opt = resolved.build()
+        results.append(train.train(task, name, opt, resolved.hyperparameters, steps))
+    print(report.format_table(results, target))
+    if args.out is not None:
+        config: dict[str, Any] = {
+            "task": task.name,
+            "description": task.description,
+            "steps": steps,
+            "seed": args.seed,
+            "target": target,
+        }
+        written = report.write_files(args.out, config, results, target)
+        png = args.out / "curves.png"
+        loss_label = "loss (mean over the last epoch)" if task.window > 1 else "loss"
+        plot.write_png(png, f"{task.name}: {task.description}", results, target, loss_label)
+        print("wrote " + ", ".join(str(p) for p in [png, *written]))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status. Bad options raise ``SystemExit(2)`` via argparse."""
+    """Entry point; returns the exit status. Bad options raise ``SystemExit(2)`` via argparse;
+    a missing optional package prints what to install and returns 1."""
     argv = sys.argv[1:] if argv is None else list(argv)
     # No subcommand (nothing, or options only) means `compare`, so `python -m gradtx` just works.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
@@ -274,4 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         parser.error(f"argument --out: {str(args.out)!r} exists and is not a directory")
-    return compare(args)
+    try:
+        _check_dependencies(args)
+        return compare(args)
+    except MissingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,5 +1,6 @@
-"""The command line: `python -m gradtx compare`, called in-process through `main` and once as a
-real subprocess."""
+"""The command line, `python -m gradtx compare`: called in-process through `main` with tiny step
+counts, and once as a real subprocess. Also its pieces in gradtx.compare: the presets, the
+digits data and models, the loss curve behind steps-to-target, the output files."""
 
 from __future__ import annotations
 
@@ -10,87 +11,223 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
-from gradtx.cli import TASKS, RunResult, main
+from gradtx.cli import build_parser, main
+from gradtx.compare import digits, presets
+from gradtx.compare.tasks import TASKS
+from gradtx.compare.train import RunResult
+from gradtx.core import GradientTransformation
+from gradtx.optimizers import registry
+
+SEED_OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam"]
+SEED_OPTIMIZERS += ["adamw", "nadam"]
 
 
-def _table(stdout: str) -> dict[str, list[str]]:
-    """The printed table's rows keyed by optimizer name (the rows follow the dashed rule)."""
+def _table(stdout: str) -> dict[str, dict[str, str]]:
+    """The printed table: {optimizer: {column: cell}}. Columns are found by the header's
+    positions (cells are separated by two spaces; the last column, settings, has spaces)."""
     lines = stdout.splitlines()
-    rule = next(i for i, line in enumerate(lines) if set(line) <= {"-", " "} and line)
+    rule = next(i for i, line in enumerate(lines) if line and set(line) <= {"-", " "})
+    header = [h.strip() for h in lines[rule - 1].split("  ") if h.strip()]
     rows = {}
     for line in lines[rule + 1 :]:
-        cells = line.split()
-        if len(cells) != 4:  # the table ends where a differently shaped line starts
+        cells = [c.strip() for c in line.split("  ") if c.strip()]
+        if len(cells) != len(header):  # the table ends where a differently shaped line starts
             break
-        rows[cells[0]] = cells[1:]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
     return rows
 
 
 def _start_loss(task: str) -> float:
-    t = TASKS[task](0)
-    return float(t.loss_fn(t.start))
+    t = TASKS[task].build(0)
+    return float(t.final_loss_fn(t.params))
 
 
-@pytest.mark.parametrize("task", ["quadratic", "rosenbrock"])
-def test_short_run_lists_optimizers_and_reduces_loss(task, capsys):
-    assert main(["compare", "--task", task, "--steps", "50", "--optimizers", "sgd,adam"]) == 0
-    rows = _table(capsys.readouterr().out)
-    assert list(rows) == ["sgd", "adam"]
-    final = {name: float(cells[0]) for name, cells in rows.items()}
-    # sgd's example settings (lr 0.01, momentum 0.9) diverge on Rosenbrock's steep walls, which
-    # the table must report as nan, not hide; every other run must be finite and improve.
-    expected = ["adam"] if task == "rosenbrock" else ["sgd", "adam"]
-    for name in expected:
-        assert math.isfinite(final[name]), (name, final[name])
-        assert final[name] < _start_loss(task), (name, final[name])
-    for cells in rows.values():
-        assert cells[1] == "-" or int(cells[1]) >= 0
-        assert float(cells[2]) > 0  # microseconds per step
+@pytest.mark.parametrize(
+    "task, steps",
+    [("cnn-digits", 25), ("mlp-digits", 25), ("rosenbrock", 50), ("quadratic", 50)],
+)
+def test_each_task_trains_and_tabulates(task, steps, capsys):
+    argv = ["compare", "--task", task, "--steps", str(steps), "--optimizers", "adam,momentum"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    rows = _table(captured.out)
+    assert list(rows) == ["adam", "momentum"]
+    for name, row in rows.items():
+        final = float(row["final loss"])
+        assert math.isfinite(final) and final < _start_loss(task), (name, row)
+        assert float(row["us/step"]) > 0
+        lr = presets.resolve(name, task).hyperparameters["learning_rate"]
+        assert row["settings"].startswith(f"lr={lr:g}")
+        if TASKS[task].classifier:
+            # 25 steps is one epoch and a bit: far above chance (10%) already.
+            assert row["test acc"].endswith("%") and float(row["test acc"][:-1]) > 40, row
+        else:
+            assert "test acc" not in row
+    assert "100%" in captured.err  # the progress bars go to stderr, one per optimizer
 
 
 def test_no_subcommand_means_compare(capsys):
-    assert main(["--steps", "5", "--optimizers", "adam"]) == 0
+    assert main(["--task", "quadratic", "--steps", "5", "--optimizers", "adam"]) == 0
     assert list(_table(capsys.readouterr().out)) == ["adam"]
 
 
-def test_out_writes_curves_and_summary(tmp_path, capsys):
-    out = tmp_path / "nested" / "run"  # created on demand
-    argv = ["compare", "--steps", "30", "--optimizers", "sgd,adam", "--out", str(out)]
-    assert main(argv) == 0
-    capsys.readouterr()
+def test_defaults_are_the_seed_articles_comparison():
+    args = build_parser().parse_args(["compare"])
+    assert args.task == "cnn-digits" and args.optimizers == SEED_OPTIMIZERS
+    assert (args.steps, args.target, args.seed, args.out) == (None, None, 0, None)
+    assert list(presets.DEFAULT_OPTIMIZERS) == SEED_OPTIMIZERS
 
-    with open(out / "curves.csv", newline="") as f:
-        reader = csv.reader(f)
-        assert next(reader) == ["optimizer", "step", "loss"]
-        rows = list(reader)
-    assert len(rows) == 30 * 2
-    for name in ("sgd", "adam"):
-        steps = [int(step) for opt, step, _ in rows if opt == name]
-        assert steps == list(range(30))
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_out_for_a_classifier_writes_png_csv_json(tmp_path, capsys):
+    out = tmp_path / "nested" / "run"  # created on demand
+    steps, names = 30, ["sgd", "adam"]
+    argv = ["--task", "mlp-digits", "--steps", str(steps), "--optimizers", ",".join(names)]
+    assert main([*argv, "--seed", "3", "--out", str(out)]) == 0
+    assert str(out / "curves.png") in capsys.readouterr().out
+    window = digits.steps_per_epoch(digits.load())
+    eval_steps = [0, window, steps]  # the start, every epoch end, the last step
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "curves.png")
+    assert image.ndim == 3 and image.shape[1] > 1.5 * image.shape[0]  # two panels side by side
+
+    header, rows = _read_csv(out / "curves.csv")
+    assert header == ["optimizer", "step", "loss"] and len(rows) == steps * len(names)
+    for name in names:
+        assert [int(s) for opt, s, _ in rows if opt == name] == list(range(steps))
     assert all(math.isfinite(float(loss)) for _, _, loss in rows)
 
+    header, rows = _read_csv(out / "accuracy.csv")
+    assert header == ["optimizer", "step", "test_accuracy"]
+    assert len(rows) == len(eval_steps) * len(names)
+    assert [int(s) for opt, s, _ in rows if opt == "adam"] == eval_steps
+    assert all(0 <= float(a) <= 1 for _, _, a in rows)
+
+    header, rows = _read_csv(out / "summary.csv")
+    assert header[:3] == ["optimizer", "final_loss", "test_accuracy"]
+    assert [row[0] for row in rows] == names
+
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["task"], summary["steps"], summary["seed"]) == ("quadratic", 30, 0)
-    assert [r["optimizer"] for r in summary["results"]] == ["sgd", "adam"]
+    expected = ("mlp-digits", steps, 3, TASKS["mlp-digits"].target)
+    assert (summary["task"], summary["steps"], summary["seed"], summary["target"]) == expected
+    assert [r["optimizer"] for r in summary["results"]] == names
     for r in summary["results"]:
-        assert r["final_loss"] < r["initial_loss"]
-        assert r["initial_loss"] == pytest.approx(_start_loss("quadratic"), rel=1e-6)
-        assert r["steps_to_target"] is None or 0 <= r["steps_to_target"] <= 30
+        assert set(r) >= {"final_loss", "test_accuracy", "steps_to_target", "median_step_us"}
+        assert 0.4 < r["test_accuracy"] <= 1 and r["final_loss"] < math.log(10)
+        assert r["hyperparameters"] == presets.resolve(r["optimizer"], "mlp-digits").hyperparameters
+
+    curves = json.loads((out / "curves.json").read_text())
+    assert curves["window"] == window and list(curves["optimizers"]) == names
+    for curve in curves["optimizers"].values():
+        assert len(curve["loss"]) == steps and len(curve["curve"]) == steps + 1
+        assert curve["eval_steps"] == eval_steps and len(curve["test_accuracy"]) == 3
 
 
-def test_seed_changes_the_quadratic():
-    a, b = TASKS["quadratic"](0), TASKS["quadratic"](1)
-    assert float(a.loss_fn(a.start)) != float(b.loss_fn(b.start))
+def test_out_for_a_full_batch_task_has_no_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--task", "rosenbrock", "--steps", "40", "--optimizers", "nesterov,lion"]
+    assert main([*argv, "--target", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert not (out / "accuracy.csv").exists()
+    _, rows = _read_csv(out / "curves.csv")
+    assert len(rows) == 80
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"] == 3.0
+    for r in summary["results"]:
+        assert r["test_accuracy"] is None
+        assert r["steps_to_target"] is None or 0 <= r["steps_to_target"] <= 40
+    curves = json.loads((out / "curves.json").read_text())["optimizers"]
+    # Full batch: the curve is the exact loss, step by step, then the final loss.
+    for curve in curves.values():
+        assert curve["curve"][:-1] == curve["loss"] and curve["eval_steps"] == []
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_steps_to_target():
-    run = RunResult("x", {}, losses=[5.0, 3.0, 0.5, 2.0, 0.1], median_step_us=1.0)
+def test_every_name_resolves_on_every_task():
+    assert presets.names()[: len(SEED_OPTIMIZERS)] == SEED_OPTIMIZERS
+    assert set(registry.names()) <= set(presets.names())
+    params = {"w": np.ones(3, dtype=np.float32)}
+    for task in TASKS:
+        for name in presets.names():
+            resolved = presets.resolve(name, task)
+            opt = resolved.build()
+            assert isinstance(opt, GradientTransformation)
+            lr = resolved.hyperparameters["learning_rate"]
+            assert 0 < lr <= 1, (name, task, lr)
+            if task == "quadratic":  # one update per optimizer (eager steps are slow-ish)
+                updates, _ = opt.update(params, opt.init(params), params)
+                assert np.all(np.isfinite(updates["w"])) and np.any(updates["w"] != 0)
+    # Every table entry names a real optimizer and task (a typo would silently fall back).
+    assert set(presets.REGISTRY_LEARNING_RATES) <= set(registry.names())
+    for rates in [*presets.REGISTRY_LEARNING_RATES.values()]:
+        assert set(rates) == set(TASKS)
+    for preset in presets.PRESETS.values():
+        assert set(preset.learning_rates) == set(TASKS)
+
+
+def test_presets_mean_what_they_say():
+    momentum = presets.resolve("momentum", "cnn-digits")
+    nesterov = presets.resolve("nesterov", "cnn-digits")
+    assert momentum.factory is nesterov.factory is registry.get("sgd").factory
+    assert (
+        momentum.hyperparameters["momentum"] == 0.9 and "nesterov" not in momentum.hyperparameters
+    )
+    assert nesterov.hyperparameters["nesterov"] is True
+    assert presets.resolve("sgd", "quadratic").hyperparameters.keys() == {"learning_rate"}
+    # A registry name keeps its example's other settings.
+    lion = presets.resolve("lion", "rosenbrock").hyperparameters
+    example = registry.get("lion").example
+    assert {k: v for k, v in lion.items() if k != "learning_rate"} == {
+        k: v for k, v in example.items() if k != "learning_rate"
+    }
+    with pytest.raises(KeyError):
+        presets.resolve("bogus", "quadratic")
+
+
+def test_digits_data_and_models():
+    data = digits.load()
+    assert data.x_train.dtype == data.x_test.dtype == np.float32
+    assert data.x_train.shape[1:] == (8, 8, 1) and len(data.x_train) + len(data.x_test) == 1797
+    assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+    assert set(np.unique(data.y_test)) == set(range(10))
+    for init, logits in [
+        (digits.init_cnn, digits.cnn_logits),
+        (digits.init_mlp, digits.mlp_logits),
+    ]:
+        params = init(0)
+        assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(params))
+        out = logits(params, data.x_test[:5])
+        assert out.shape == (5, 10) and out.dtype == np.float32
+        assert not np.allclose(init(1)["out"]["w"], params["out"]["w"])  # the seed matters
+    # The minibatches: same seed, same order; each epoch a fresh shuffle of the training set.
+    a, b, c = digits.batches(data, 0), digits.batches(data, 0), digits.batches(data, 1)
+    first = next(a)
+    assert first[0].shape == (digits.BATCH_SIZE, 8, 8, 1)
+    assert np.array_equal(first[1], next(b)[1]) and not np.array_equal(first[1], next(c)[1])
+
+
+def test_curve_and_steps_to_target():
+    run = RunResult("x", {}, losses=[5.0, 3.0, 0.5, 2.0], final_loss=0.1, median_step_us=1.0)
+    assert run.curve() == [5.0, 3.0, 0.5, 2.0, 0.1]
     assert run.steps_to(1.0) == 2  # the first time it is reached, even if it later rises
     assert run.steps_to(10.0) == 0
     assert run.steps_to(0.01) is None
-    assert RunResult("x", {}, [math.nan], 1.0).steps_to(1.0) is None
+    # Minibatch losses are averaged over the last `window` steps: one lucky batch is not enough.
+    noisy = RunResult("x", {}, [4.0, 0.5, 3.5, 0.5, 0.5], 0.4, 1.0, window=2)
+    assert noisy.curve() == [4.0, 2.25, 2.0, 2.0, 0.5, 0.4]
+    assert noisy.steps_to(1.0) == 4
+    assert RunResult("x", {}, [math.nan], math.nan, 1.0).steps_to(1.0) is None
 
 
 @pytest.mark.parametrize(
@@ -98,6 +235,7 @@ def test_steps_to_target():
     [
         (["--optimizers", "sgd,bogus"], "--optimizers", "bogus"),
         (["--optimizers", "sgd,sgd"], "--optimizers", "sgd"),
+        (["--optimizers", ""], "--optimizers", "''"),
         (["--steps", "0"], "--steps", "0"),
         (["--steps", "-3"], "--steps", "-3"),
         (["--steps", "ten"], "--steps", "ten"),
@@ -125,14 +263,48 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "modules, argv, packages",
+    [
+        (["sklearn", "sklearn.datasets"], ["--task", "mlp-digits"], ["scikit-learn"]),
+        (["tqdm"], ["--task", "quadratic"], ["tqdm"]),
+        (
+            ["matplotlib", "matplotlib.figure"],
+            ["--task", "quadratic", "--out", "x"],
+            ["matplotlib"],
+        ),
+        (
+            ["tqdm", "sklearn", "sklearn.datasets", "matplotlib", "matplotlib.figure"],
+            ["--out", "x"],
+            ["tqdm", "scikit-learn", "matplotlib"],
+        ),
+    ],
+)
+def test_missing_optional_packages_are_named_with_the_install(
+    modules, argv, packages, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.chdir(tmp_path)
+    for module in modules:
+        # None in sys.modules makes `import module` fail, even where an earlier test imported it
+        # (so a submodule that the code imports must be listed too).
+        monkeypatch.setitem(sys.modules, module, None)
+    assert main(["compare", "--steps", "1", *argv]) == 1
+    captured = capsys.readouterr()
+    assert all(package in captured.err for package in packages), captured.err
+    assert 'pip install -e ".[compare]"' in captured.err
+    assert captured.out == "" and not (tmp_path / "x").exists()  # failed before any work
+
+
 def test_python_dash_m_runs():
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run(
-        [sys.executable, "-m", "gradtx", "compare", "--steps", "20", "--optimizers", "sgd"],
+        [sys.executable, "-m", "gradtx", "compare", "--task", "quadratic", "--steps", "20"]
+        + ["--optimizers", "sgd"],
         capture_output=True,
         text=True,
         cwd=repo,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "sgd" in result.stdout
+    assert "sgd" in result.stdout and "steps to 0.001" in result.stdout
+    assert "20/20" in result.stderr  # the progress bar

@@ -1,0 +1,124 @@
+"""Training one optimizer on one task: jitted steps, each timed, with a progress bar."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+
+from gradtx.compare.deps import require
+from gradtx.compare.tasks import Task
+from gradtx.core import GradientTransformation, apply_updates
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One optimizer's run.
+
+    Attributes:
+        name: the optimizer's ``--optimizers`` name.
+        hyperparameters: the keyword arguments it was built with.
+        losses: ``losses[k]`` is the training loss (on the step's batch) at the parameters
+            update ``k`` started from; ``steps`` values.
+        final_loss: the task's final loss after the last update.
+        median_step_us: the median wall time of one jitted update, after compilation.
+        window: the number of steps the curve is averaged over for :meth:`steps_to`.
+        eval_steps: the steps after which the test accuracy was measured (0 and every epoch).
+        accuracies: the test accuracy at each of ``eval_steps``; empty if the task has none.
+    """
+
+    name: str
+    hyperparameters: Mapping[str, Any]
+    losses: list[float]
+    final_loss: float
+    median_step_us: float
+    window: int = 1
+    eval_steps: list[int] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.accuracies[-1] if self.accuracies else None
+
+    def curve(self) -> list[float]:
+        """The loss after ``k`` updates for k = 0..steps: the trailing mean of ``losses`` over
+        ``window`` steps, then ``final_loss``. With ``window == 1`` it is the exact loss."""
+        out = []
+        for k in range(len(self.losses)):
+            recent = self.losses[max(0, k - self.window + 1) : k + 1]
+            out.append(math.fsum(recent) / len(recent))
+        return [*out, self.final_loss]
+
+    def steps_to(self, target: float) -> int | None:
+        """The fewest updates after which :meth:`curve` is at or below ``target``; None if it
+        never is (a NaN never is)."""
+        return next((k for k, loss in enumerate(self.curve()) if loss <= target), None)
+
+
+def train(
+    task: Task,
+    name: str,
+    opt: GradientTransformation,
+    hyperparameters: Mapping[str, Any],
+    steps: int,
+) -> RunResult:
+    """Runs ``steps`` jitted updates of ``opt`` on ``task``, timing each after a compile step,
+    and measures the test accuracy at the start and after every epoch (outside the timing)."""
+    tqdm = require("tqdm", "tqdm", "progress bars").tqdm
+
+    @jax.jit
+    def step(params: Any, state: Any, batch: tuple) -> tuple[Any, Any, jax.Array]:
+        loss, grads = jax.value_and_grad(task.loss_fn)(params, batch)
+        updates, state = opt.update(grads, state, params)
+        return apply_updates(params, updates), state, loss
+
+    final_loss_fn = jax.jit(task.final_loss_fn)
+    accuracy_fn = jax.jit(task.accuracy_fn) if task.accuracy_fn is not None else None
+    params, state = task.params, opt.init(task.params)
+    # The first call compiles; run it once on a batch and throw the result away so that the
+    # timings below are steady-state.
+    jax.block_until_ready(step(params, state, next(task.batches())))
+
+    losses: list[float] = []
+    times: list[float] = []
+    eval_steps: list[int] = []
+    accuracies: list[float] = []
+
+    def evaluate(k: int) -> None:
+        if accuracy_fn is not None:
+            eval_steps.append(k)
+            accuracies.append(float(accuracy_fn(params)))
+
+    evaluate(0)
+    batches = task.batches()
+    # leave=True keeps one finished bar per optimizer on screen: a record of the run.
+    with tqdm(total=steps, desc=f"{name:>12}", unit="step", file=sys.stderr) as bar:
+        for k in range(1, steps + 1):
+            batch = next(batches)
+            t0 = time.perf_counter()
+            # Blocking is needed for an honest time: jax dispatches asynchronously.
+            params, state, loss = jax.block_until_ready(step(params, state, batch))
+            times.append(time.perf_counter() - t0)
+            losses.append(float(loss))
+            if k % task.window == 0:  # an epoch ends (every step for full-batch tasks)
+                evaluate(k)
+                bar.set_postfix_str(f"loss {losses[-1]:.3g}", refresh=False)
+            bar.update()
+    if eval_steps and eval_steps[-1] != steps:
+        evaluate(steps)  # the reported accuracy is that of the final parameters
+    return RunResult(
+        name=name,
+        hyperparameters=dict(hyperparameters),
+        losses=losses,
+        final_loss=float(final_loss_fn(params)),
+        median_step_us=statistics.median(times) * 1e6,
+        window=task.window,
+        eval_steps=eval_steps,
+        accuracies=accuracies,
+    )
