@@ -340,8 +340,9 @@ def test_factored_state_holds_rows_plus_columns():
     state = adafactor(learning_rate=0.01, multiply_by_parameter_scale=False).init(params)
     statistics = _statistics(state)
     assert (statistics.row["w"].shape, statistics.col["w"].shape) == ((64,), (32,))
-    assert _numbers((statistics.row, statistics.col, statistics.full)) == 64 + 32
-    assert _per_parameter_numbers(state) == 64 + 32
+    # rows + columns, plus a one-element placeholder for the unused full slot
+    assert _numbers((statistics.row, statistics.col, statistics.full)) == 64 + 32 + 1
+    assert _per_parameter_numbers(state) == 64 + 32 + 1
 
 
 def test_factored_state_stays_small_after_updates_and_batches_leading_axes():
@@ -352,7 +353,7 @@ def test_factored_state_stays_small_after_updates_and_batches_leading_axes():
         _, state = jax.jit(opt.update)(jax.tree_util.tree_map(jnp.ones_like, params), state,
                                        params)
     stats = _statistics(state)
-    assert _numbers((stats.row["w"], stats.col["w"], stats.full["w"])) == 64 + 32
+    assert _numbers((stats.row["w"], stats.col["w"], stats.full["w"])) == 64 + 32 + 1
     assert (stats.row["t"].shape, stats.col["t"].shape) == ((3, 8), (3, 5))
 
 
@@ -360,7 +361,7 @@ def test_unfactored_and_momentum_states_hold_a_full_copy():
     params = {"w": jnp.zeros((64, 32))}
     assert _numbers(_statistics(adafactor(factored=False).init(params)).full) == 2048
     with_momentum = adafactor(learning_rate=0.01, b1=0.9).init(params)
-    assert _per_parameter_numbers(with_momentum) == 64 + 32 + 2048
+    assert _per_parameter_numbers(with_momentum) == 64 + 32 + 1 + 2048
 
 
 def test_rank_one_squared_gradient_is_estimated_exactly():

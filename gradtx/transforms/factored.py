@@ -26,8 +26,9 @@ class FactoredRmsState(NamedTuple):
 
     A factored leaf of shape ``(..., n, m)`` has ``row`` of shape ``(..., n)`` and ``col`` of
     shape ``(..., m)``, and an empty ``full``; any other leaf has ``full`` of its own shape and
-    empty ``row`` and ``col``. Empty slots are arrays of shape ``(0,)`` so that every state
-    leaf is an array and the factored state holds only ``n + m`` numbers per matrix.
+    unused ``row`` and ``col``. Unused slots are one-element placeholder arrays, so that every
+    state leaf is an array (checkpointers such as orbax refuse zero-size arrays and treat
+    ``None`` specially) and a factored matrix costs ``n + m + 1`` numbers.
     """
 
     count: jax.Array
@@ -40,8 +41,11 @@ def _is_factored(shape, factored: bool) -> bool:
     return factored and len(shape) >= 2
 
 
+_PLACEHOLDER_SHAPE = (1,)
+
+
 def _empty(p) -> jax.Array:
-    return jnp.zeros((0,), jnp.result_type(p))
+    return jnp.zeros(_PLACEHOLDER_SHAPE, jnp.result_type(p))
 
 
 def block_rms(x: jax.Array) -> jax.Array:
@@ -137,9 +141,9 @@ def scale_by_factored_rms(
 
 def _check_slots(path, shape, row, col, full, factored):
     if _is_factored(shape, factored):
-        expected = (shape[:-1], shape[:-2] + shape[-1:], (0,))
+        expected = (shape[:-1], shape[:-2] + shape[-1:], _PLACEHOLDER_SHAPE)
     else:
-        expected = ((0,), (0,), shape)
+        expected = (_PLACEHOLDER_SHAPE, _PLACEHOLDER_SHAPE, shape)
     got = (row.shape, col.shape, full.shape)
     if got != expected:
         raise ValueError(
