@@ -12,17 +12,19 @@ import jax.numpy as jnp
 PyTree = Any
 
 
-def _is_none(x) -> bool:
+def is_none(x) -> bool:
+    """For ``is_leaf``: treat ``None`` as a leaf rather than an empty subtree."""
     return x is None
 
 
 def _flatten(tree):
     # None leaves are kept as leaves so a None facing an array is reported, not skipped.
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)
     return leaves, treedef
 
 
-def _path(keypath) -> str:
+def path_str(keypath) -> str:
+    """A key path as text, e.g. ``['w']['b']``; ``<root>`` for the root."""
     return jax.tree_util.keystr(keypath) or "<root>"
 
 
@@ -44,8 +46,8 @@ def check_match(
     ref_leaves, ref_def = _flatten(reference)
     oth_leaves, oth_def = _flatten(other)
     if ref_def != oth_def:
-        ref_paths = {_path(k): v for k, v in ref_leaves}
-        oth_paths = {_path(k): v for k, v in oth_leaves}
+        ref_paths = {path_str(k): v for k, v in ref_leaves}
+        oth_paths = {path_str(k): v for k, v in oth_leaves}
         missing = [p for p in ref_paths if p not in oth_paths]
         extra = [p for p in oth_paths if p not in ref_paths]
         if missing:
@@ -65,12 +67,12 @@ def check_match(
             which = other_name if o is None else reference_name
             raise ValueError(
                 f"The {other_name} tree does not match the {reference_name} tree at "
-                f"{_path(keypath)}: {which} has None there and the other has an array."
+                f"{path_str(keypath)}: {which} has None there and the other has an array."
             )
         if shapes and _shape(r) != _shape(o):
             raise ValueError(
                 f"The {other_name} tree does not match the {reference_name} tree at "
-                f"{_path(keypath)}: shape {_shape(o)} where {reference_name} has {_shape(r)}."
+                f"{path_str(keypath)}: shape {_shape(o)} where {reference_name} has {_shape(r)}."
             )
 
 

@@ -37,21 +37,15 @@ class MultiTransformState(NamedTuple):
     inner_states: dict[str, OptState]
 
 
-def _is_none(x) -> bool:
-    return x is None
-
-
-def _where(path) -> str:
-    return jax.tree_util.keystr(path) or "<root>"
-
-
 def _expand(
     prefix: PyTree, tree: PyTree, name: str, tree_name: str = "params"
 ) -> list[tuple[Any, Any]]:
     """``(path in prefix, value)`` for every leaf of ``tree`` (``None`` leaves included), read from
     ``prefix``: a tree with ``tree``'s structure, or a prefix of it whose leaves then hold for
     their whole subtree."""
-    prefix_leaves, prefix_def = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=_is_none)
+    prefix_leaves, prefix_def = jax.tree_util.tree_flatten_with_path(
+        prefix, is_leaf=_tree.is_none
+    )
     try:
         subtrees = prefix_def.flatten_up_to(tree)
     except (ValueError, TypeError):
@@ -64,7 +58,7 @@ def _expand(
         ) from None
     expanded = []
     for (path, value), sub in zip(prefix_leaves, subtrees, strict=True):
-        count = len(jax.tree_util.tree_leaves(sub, is_leaf=_is_none))
+        count = len(jax.tree_util.tree_leaves(sub, is_leaf=_tree.is_none))
         expanded += [(path, value)] * count
     return expanded
 
@@ -74,15 +68,15 @@ def _as_flag(value, path, name: str) -> bool:
         return False
     if validation.is_traced(value):
         raise TypeError(
-            f"{name} at {_where(path)} is traced; a selection must be static (Python bools) "
-            "because it decides which leaves the inner state covers."
+            f"{name} at {_tree.path_str(path)} is traced; a selection must be static (Python "
+            "bools) because it decides which leaves the inner state covers."
         )
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (np.ndarray, jax.Array)) and value.shape == () and value.dtype == bool:
         return bool(value)
     raise TypeError(
-        f"{name} at {_where(path)} must be a bool, got {value!r}; masks select whole "
+        f"{name} at {_tree.path_str(path)} must be a bool, got {value!r}; masks select whole "
         "leaves (for an elementwise mask, multiply the updates instead)."
     )
 
@@ -94,14 +88,14 @@ def _flags(mask: PyTree, tree: PyTree, tree_name: str) -> list[bool]:
 
 def _select(tree: PyTree, flags: list[bool]) -> PyTree:
     """``tree`` with its unselected leaves replaced by ``None``."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(tree, is_leaf=_tree.is_none)
     return treedef.unflatten([x if f else None for x, f in zip(leaves, flags, strict=True)])
 
 
 def _merge(original: PyTree, selected: PyTree, flags: list[bool]) -> PyTree:
     """``selected``'s leaves where ``flags`` is True, ``original``'s elsewhere."""
-    leaves, treedef = jax.tree_util.tree_flatten(original, is_leaf=_is_none)
-    new_leaves = jax.tree_util.tree_leaves(selected, is_leaf=_is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(original, is_leaf=_tree.is_none)
+    new_leaves = jax.tree_util.tree_leaves(selected, is_leaf=_tree.is_none)
     if len(new_leaves) != len(leaves):
         raise ValueError(
             "masked: the inner transformation returned a tree of a different structure: "
@@ -222,7 +216,7 @@ def multi_transform(
         """Checked labels for ``tree``: a list aligned with its leaves (None where no label)."""
         resolved = param_labels(tree) if callable(param_labels) else param_labels
         labels = []
-        leaves = jax.tree_util.tree_leaves(tree, is_leaf=_is_none)
+        leaves = jax.tree_util.tree_leaves(tree, is_leaf=_tree.is_none)
         expanded = _expand(resolved, tree, "param_labels", tree_name)
         for leaf, (path, label) in zip(leaves, expanded, strict=True):
             if leaf is None:
@@ -230,11 +224,11 @@ def multi_transform(
                 continue
             if not isinstance(label, str):
                 raise TypeError(
-                    f"param_labels at {_where(path)} must be a string, got {label!r}."
+                    f"param_labels at {_tree.path_str(path)} must be a string, got {label!r}."
                 )
             if label not in transforms:
                 raise ValueError(
-                    f"multi_transform: label {label!r} at {_where(path)} has no "
+                    f"multi_transform: label {label!r} at {_tree.path_str(path)} has no "
                     f"transformation; known labels: {sorted(transforms)}."
                 )
             labels.append(label)
@@ -242,7 +236,7 @@ def multi_transform(
 
     def group(label, labels, tree):
         """``transforms[label]`` masked to the leaves of ``tree`` labelled ``label``."""
-        treedef = jax.tree_util.tree_structure(tree, is_leaf=_is_none)
+        treedef = jax.tree_util.tree_structure(tree, is_leaf=_tree.is_none)
         return masked(transforms[label], treedef.unflatten([x == label for x in labels]))
 
     def init(params):
