@@ -74,7 +74,9 @@ def inject_hyperparams(
     The wrapped factory takes the same arguments. Numbers and arrays become live
     hyperparameters, callables become schedules (``count -> value``) whose current value is
     live, and everything else (bools, strings, ``None``, and the names in ``static_args``) stays
-    fixed at build time. A name in ``omit_when_zero`` given as a Python 0 stays a Python 0 (the
+    fixed at build time, as do arguments whose name ends in ``_dtype`` (``mu_dtype``: a dtype
+    such as ``jnp.bfloat16`` is callable, but it is not a schedule). A name in
+    ``omit_when_zero`` given as a Python 0 stays a Python 0 (the
     factory leaves its step out, as torch skips a zero weight decay); it can be read but not
     set.
 
@@ -101,11 +103,14 @@ def inject_hyperparams(
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = dict(bound.arguments)
+        for name, value in values.items():
+            if name.endswith("_dtype"):
+                values[name] = validation.check_state_dtype(name, value)
         factory(**values)  # validates concrete values now, with the caller's argument names
 
         static, fixed, live, schedules = {}, {}, {}, {}
         for name, value in values.items():
-            if name in static_names:
+            if name in static_names or name.endswith("_dtype"):
                 static[name] = value
             elif name in zero_names and validation.is_static_zero(value):
                 fixed[name] = value

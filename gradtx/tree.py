@@ -96,10 +96,18 @@ def map_state(
     return jax.tree_util.tree_map(fn, updates, *state_trees)
 
 
-def full_like(params: PyTree, value=0.0) -> PyTree:
-    """A tree shaped like ``params`` filled with ``value``, each leaf in its parameter's dtype
-    (and, for sharded arrays, with its parameter's sharding)."""
-    return jax.tree_util.tree_map(lambda p: jnp.full_like(p, value), params)
+def full_like(params: PyTree, value=0.0, dtype=None) -> PyTree:
+    """A tree shaped like ``params`` filled with ``value``, each leaf in ``dtype`` or, when it
+    is None, in its parameter's dtype (and, for sharded arrays, with its parameter's
+    sharding)."""
+    return jax.tree_util.tree_map(lambda p: jnp.full_like(p, value, dtype=dtype), params)
+
+
+def widen(*leaves: jax.Array) -> tuple[jax.Array, ...]:
+    """The leaves cast to their common (widest) dtype, for computing a state update: a
+    bfloat16 moment is updated in float32 when the gradient is float32, then stored narrow."""
+    dtype = jnp.result_type(*leaves)
+    return tuple(x.astype(dtype) for x in leaves)
 
 
 def cast_like(x, leaf) -> jax.Array:

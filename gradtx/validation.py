@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -88,3 +89,17 @@ def check_bool(name: str, value) -> None:
     """Raises ``TypeError`` naming ``name`` unless ``value`` is a Python bool (a static switch)."""
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be a bool, got {value!r}.")
+
+
+def check_state_dtype(name: str, dtype):
+    """A state dtype argument (``mu_dtype``, ``nu_dtype``, ...): None (the parameters' dtype)
+    or a floating-point dtype, returned as a NumPy dtype."""
+    if dtype is None:
+        return None
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"`{name}` must be a floating-point dtype or None, got {dtype!r}.") from err
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(f"`{name}` must be a floating-point dtype or None, got {dtype!r}.")
+    return resolved

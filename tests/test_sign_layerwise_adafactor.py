@@ -542,16 +542,18 @@ def test_lamb_step_norm_is_learning_rate_times_param_norm():
 @pytest.mark.parametrize(
     ("factory", "defaults"),
     [
-        (lion, {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0}),
-        (sign_sgd, {"learning_rate": 1e-3, "momentum": 0.0}),
+        (lion, {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0,
+                "mu_dtype": None}),
+        (sign_sgd, {"learning_rate": 1e-3, "momentum": 0.0, "mu_dtype": None}),
         (lamb, {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-6,
-                "weight_decay": 0.0}),
+                "weight_decay": 0.0, "mu_dtype": None, "nu_dtype": None}),
         (lars, {"learning_rate": 1e-3, "momentum": 0.9, "weight_decay": 0.0,
-                "trust_coefficient": 1e-3, "eps": 0.0}),
+                "trust_coefficient": 1e-3, "eps": 0.0, "mu_dtype": None}),
         (adafactor, {"learning_rate": relative_step_size, "decay_rate": 0.8,
                      "clipping_threshold": 1.0,
                      "multiply_by_parameter_scale": True, "b1": 0.0, "weight_decay": 0.0,
-                     "eps": 1e-30, "min_param_scale": 1e-3, "factored": True}),
+                     "eps": 1e-30, "min_param_scale": 1e-3, "factored": True,
+                     "mu_dtype": None}),
     ],
     ids=lambda x: getattr(x, "__name__", ""),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -36,6 +37,7 @@ def adafactor(
     eps: float | jax.Array = 1e-30,
     min_param_scale: float | jax.Array = 1e-3,
     factored: bool = True,
+    mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Adafactor (Shazeer & Stern, 2018, "Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost", Algorithms 4 and 5 with the choices of its Section 9).
@@ -89,6 +91,12 @@ def adafactor(
     [scale_by_param_block_rms(ε2)] → [ema(β1)] → [add_decayed_weights(λ)] →
     scale_by_learning_rate(ρ)``.
 
+    State dtype: ``mu_dtype`` stores the momentum (``b1 > 0``) in another dtype
+    (``jnp.bfloat16`` halves it); None keeps the parameters' dtype. Updates are computed in
+    the wider dtype.
+    The factored second-moment statistics, already sublinear in size, keep the parameters'
+    dtype.
+
     torch.optim: none.
 
     Differences from ``optax.adafactor``: Optax factors only leaves whose two largest axes are
@@ -126,7 +134,7 @@ def adafactor(
         scale_by_factored_rms(decay_rate, eps, factored),
         None if clipping_threshold is None else clip_by_block_rms(clipping_threshold),
         scale_by_param_block_rms(min_param_scale) if multiply_by_parameter_scale else None,
-        None if validation.is_static_zero(b1) else ema(b1),
+        None if validation.is_static_zero(b1) else ema(b1, dtype=mu_dtype),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(relative_step_size if learning_rate is None else learning_rate),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
@@ -31,6 +32,8 @@ def adam(
     weight_decay: float | jax.Array = 0.0,
     amsgrad: bool = False,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Adam (Kingma & Ba, 2015), or AMSGrad (Reddi et al., 2018) with ``amsgrad=True``, equal
     step for step to ``torch.optim.Adam``.
@@ -51,6 +54,10 @@ def adam(
     ``normalize(chain(ema(β1), bias_correction(β1)),
     chain(ema_of_squares(β2), [running_max()], bias_correction(β2)), eps=ε)``.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: ``Adam(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
 
     Differences from ``optax.adam``: Optax has no default learning rate, no ``weight_decay`` and
@@ -65,7 +72,7 @@ def adam(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_adam(b1, b2, eps, amsgrad),
+        scale_by_adam(b1, b2, eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -79,6 +86,8 @@ def adamw(
     weight_decay: float | jax.Array = 1e-2,
     amsgrad: bool = False,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, equal step for
     step to ``torch.optim.AdamW``.
@@ -93,6 +102,10 @@ def adamw(
     scale_by_learning_rate(η)``: decay after the moments and before the learning rate is
     decoupled decay.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: ``AdamW(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
 
     Differences from ``optax.adamw``: Optax defaults to ``weight_decay=1e-4`` (torch: 1e-2) and
@@ -105,7 +118,7 @@ def adamw(
     _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize)
     return pipeline(
         negate_if(maximize),
-        scale_by_adam(b1, b2, eps, amsgrad),
+        scale_by_adam(b1, b2, eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(learning_rate),
     )
@@ -121,6 +134,8 @@ def nadam(
     momentum_decay: float | jax.Array = 4e-3,
     decoupled_weight_decay: bool = False,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""NAdam (Dozat, 2016): Adam with Nesterov momentum and a momentum schedule, equal step for
     step to ``torch.optim.NAdam``.
@@ -142,6 +157,10 @@ def nadam(
     chain(ema_of_squares(β2), bias_correction(β2)), eps=ε) → [add_decayed_weights(λ)] →
     scale_by_learning_rate(η)``, with decay on one side or the other.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: ``NAdam(params, lr, betas=(b1, b2), eps, weight_decay, momentum_decay,
     decoupled_weight_decay, maximize)``.
 
@@ -161,8 +180,8 @@ def nadam(
         negate_if(maximize),
         None if decoupled_weight_decay else decay,
         normalize(
-            nadam_momentum(b1, momentum_decay),
-            chain(ema_of_squares(b2), bias_correction(b2)),
+            nadam_momentum(b1, momentum_decay, dtype=mu_dtype),
+            chain(ema_of_squares(b2, dtype=nu_dtype), bias_correction(b2)),
             eps=eps,
         ),
         decay if decoupled_weight_decay else None,

@@ -4,6 +4,7 @@ transforms (their scalings live in :mod:`gradtx.transforms.adaptive_moments`).""
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -32,6 +33,8 @@ def adamax(
     eps: float | jax.Array = 1e-8,
     weight_decay: float | jax.Array = 0.0,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm in place of the
     second moment, equal step for step to ``torch.optim.Adamax``.
@@ -48,6 +51,10 @@ def adamax(
     scale_by_learning_rate(η)``, where ``scale_by_adamax`` is
     ``parallel(chain(ema(β1), bias_correction(β1)), weighted_infinity_norm(β2, ε),
     combine=divide)``.
+
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
 
     torch.optim: ``Adamax(params, lr, betas=(b1, b2), eps, weight_decay, maximize)``.
 
@@ -69,7 +76,7 @@ def adamax(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_adamax(b1, b2, eps),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -83,6 +90,8 @@ def radam(
     weight_decay: float | jax.Array = 0.0,
     decoupled_weight_decay: bool = False,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""RAdam (Liu et al., 2020): Adam whose adaptive term is switched on only once the
     variance of :math:`1/\sqrt{\hat v_t}` is tractable, and then rectified; equal step for step
@@ -115,6 +124,10 @@ def radam(
     other; ``scale_by_radam`` is ``parallel(chain(ema(β1), bias_correction(β1)),
     chain(ema_of_squares(β2), radam_rectification(β2, ε)), combine=multiply)``.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: ``RAdam(params, lr, betas=(b1, b2), eps, weight_decay, decoupled_weight_decay,
     maximize)``.
 
@@ -140,7 +153,7 @@ def radam(
     return pipeline(
         negate_if(maximize),
         None if decoupled_weight_decay else decay,
-        scale_by_radam(b1, b2, eps),
+        scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         decay if decoupled_weight_decay else None,
         scale_by_learning_rate(learning_rate),
     )
@@ -154,6 +167,8 @@ def adabelief(
     eps: float | jax.Array = 1e-16,
     eps_root: float | jax.Array = 1e-16,
     weight_decay: float | jax.Array = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""AdaBelief (Zhuang et al., 2020): Adam whose denominator tracks how far the gradient
     strays from its moving average (the "belief") instead of its raw second moment.
@@ -176,6 +191,10 @@ def adabelief(
     Chain: ``[add_decayed_weights(λ)] → scale_by_belief(β1, β2, ε, ε_root) →
     scale_by_learning_rate(η)``.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: none.
 
     Differences from ``optax.adabelief``: the same update rule, including where each eps goes;
@@ -194,7 +213,7 @@ def adabelief(
     _check_moments(learning_rate, b1, b2, eps, weight_decay)
     return pipeline(
         weight_decay_if(weight_decay),
-        scale_by_belief(b1, b2, eps, eps_root),
+        scale_by_belief(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -206,6 +225,8 @@ def yogi(
     b2: float | jax.Array = 0.999,
     eps: float | jax.Array = 1e-3,
     initial_accumulator_value: float | jax.Array = 1e-6,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Yogi (Zaheer et al., 2018): Adam with an additive second moment, which moves by
     :math:`(1-\beta_2)g_t^2` toward :math:`g_t^2` at each step; when gradients shrink, the
@@ -229,6 +250,10 @@ def yogi(
     Chain: ``scale_by_yogi(β1, β2, ε, v_0) → scale_by_learning_rate(η)``, where
     ``scale_by_yogi`` is ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
 
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
+
     torch.optim: none.
 
     Differences from ``optax.yogi``: Optax starts :math:`m` at 1e-6 as well as :math:`v`,
@@ -249,6 +274,6 @@ def yogi(
     validation.check_unit_interval("b2", b2)
     validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
     return pipeline(
-        scale_by_yogi(b1, b2, eps, initial_accumulator_value),
+        scale_by_yogi(b1, b2, eps, initial_accumulator_value, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

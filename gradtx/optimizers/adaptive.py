@@ -4,6 +4,7 @@ Adadelta."""
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -22,6 +23,7 @@ def adagrad(
     initial_accumulator_value: float | jax.Array = 0.0,
     eps: float | jax.Array = 1e-10,
     maximize: bool = False,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Adagrad (Duchi et al., 2011), equal step for step to ``torch.optim.Adagrad``.
 
@@ -33,6 +35,9 @@ def adagrad(
 
     Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_rss(s_0, ε) →
     scale_by_learning_rate(η̃)``.
+
+    State dtype: ``nu_dtype`` stores the sum of squares in another dtype (``jnp.bfloat16`` halves
+    the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
     torch.optim: ``Adagrad(params, lr, lr_decay, weight_decay, initial_accumulator_value, eps,
     maximize)``.
@@ -51,7 +56,7 @@ def adagrad(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_rss(initial_accumulator_value, eps),
+        scale_by_rss(initial_accumulator_value, eps, nu_dtype=nu_dtype),
         scale_by_learning_rate(_inverse_time_decay(learning_rate, lr_decay)),
     )
 
@@ -76,6 +81,8 @@ def rmsprop(
     momentum: float | jax.Array = 0.0,
     centered: bool = False,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""RMSProp (Hinton, 2012), equal step for step to ``torch.optim.RMSprop``.
 
@@ -89,6 +96,10 @@ def rmsprop(
 
     ``decay`` is torch's ``alpha``. Chain: ``[scale(-1)] → [add_decayed_weights(λ)] →
     scale_by_rms(α, ε, centered) → [scale_by_momentum(μ)] → scale_by_learning_rate(η)``.
+
+    State dtypes: ``nu_dtype`` stores the mean square and ``mu_dtype`` the mean gradient
+    (``centered``) and the momentum buffer in another dtype (``jnp.bfloat16`` halves them);
+    None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
     torch.optim: ``RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered, maximize)``.
 
@@ -106,8 +117,10 @@ def rmsprop(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_rms(decay, eps, centered=centered),
-        None if validation.is_static_zero(momentum) else scale_by_momentum(momentum),
+        scale_by_rms(decay, eps, centered=centered, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        None
+        if validation.is_static_zero(momentum)
+        else scale_by_momentum(momentum, dtype=mu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -119,6 +132,7 @@ def adadelta(
     eps: float | jax.Array = 1e-6,
     weight_decay: float | jax.Array = 0.0,
     maximize: bool = False,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Adadelta (Zeiler, 2012), equal step for step to ``torch.optim.Adadelta``.
 
@@ -131,6 +145,10 @@ def adadelta(
 
     Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_rms(ρ, ε, eps_in_sqrt=True) →
     scale_by_past_update_rms(ρ, ε) → scale_by_learning_rate(η)``.
+
+    State dtype: ``nu_dtype`` stores both running averages of squares (of gradients and of
+    steps) in another dtype (``jnp.bfloat16`` halves the state); None keeps the parameters'
+    dtype. Updates are computed in the wider dtype.
 
     torch.optim: ``Adadelta(params, lr, rho, eps, weight_decay, maximize)``.
 
@@ -148,7 +166,7 @@ def adadelta(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_rms(rho, eps, eps_in_sqrt=True),
-        scale_by_past_update_rms(rho, eps),
+        scale_by_rms(rho, eps, eps_in_sqrt=True, nu_dtype=nu_dtype),
+        scale_by_past_update_rms(rho, eps, dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

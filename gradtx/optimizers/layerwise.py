@@ -4,6 +4,7 @@ ratio, the ratio of the parameter's norm to its update's norm. torch.optim has n
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -22,6 +23,8 @@ def lamb(
     b2: float | jax.Array = 0.999,
     eps: float | jax.Array = 1e-6,
     weight_decay: float | jax.Array = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning: Training BERT in
     76 minutes", Algorithm 2): AdamW's direction, rescaled per leaf by a trust ratio.
@@ -38,6 +41,10 @@ def lamb(
 
     Chain: ``scale_by_adam(β1, β2, ε) → [add_decayed_weights(λ)] → scale_by_trust_ratio() →
     scale_by_learning_rate(η)``.
+
+    State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
+    dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
+    computed in the wider dtype.
 
     torch.optim: none.
 
@@ -56,7 +63,7 @@ def lamb(
     validation.check_unit_interval("b1", b1)
     validation.check_unit_interval("b2", b2)
     return pipeline(
-        scale_by_adam(b1, b2, eps),
+        scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         weight_decay_if(weight_decay),
         scale_by_trust_ratio(),
         scale_by_learning_rate(learning_rate),
@@ -70,6 +77,7 @@ def lars(
     weight_decay: float | jax.Array = 0.0,
     trust_coefficient: float | jax.Array = 1e-3,
     eps: float | jax.Array = 0.0,
+    mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""LARS (You et al., 2017, "Large Batch Training of Convolutional Networks", Algorithm 1):
     momentum SGD whose step is rescaled per leaf by a trust ratio.
@@ -94,6 +102,9 @@ def lars(
     Chain: ``scale_by_trust_ratio(trust_coefficient=κ, eps=ε, weight_decay=λ) →
     [scale_by_momentum(μ)] → scale_by_learning_rate(η)``. ``update`` needs ``params``.
 
+    State dtype: ``mu_dtype`` stores the momentum buffer in another dtype (``jnp.bfloat16`` halves
+    the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
+
     torch.optim: none.
 
     Differences from ``optax.lars``: Optax has no default learning rate, scales by the learning
@@ -115,6 +126,8 @@ def lars(
         scale_by_trust_ratio(
             trust_coefficient=trust_coefficient, eps=eps, weight_decay=weight_decay
         ),
-        None if validation.is_static_zero(momentum) else scale_by_momentum(momentum),
+        None
+        if validation.is_static_zero(momentum)
+        else scale_by_momentum(momentum, dtype=mu_dtype),
         scale_by_learning_rate(learning_rate),
     )

@@ -57,10 +57,12 @@ class OptimizerInfo:
     constraint: Callable[[Mapping[str, Any]], bool] = lambda kwargs: True
 
     def torch_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of the equivalent ``torch.optim`` constructor."""
+        """The keyword arguments of the equivalent ``torch.optim`` constructor. State dtypes
+        (``mu_dtype``, ``nu_dtype``) have no torch counterpart: torch keeps each state in its
+        parameter's dtype, which is gradtx's default."""
         out = dict(self.torch_extra)
         for key, value in kwargs.items():
-            if key in ("b1", "b2"):
+            if key in ("b1", "b2") or key.endswith("_dtype"):
                 continue
             out[self.torch_names.get(key, key)] = value
         if "b1" in kwargs or "b2" in kwargs:

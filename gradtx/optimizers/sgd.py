@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -20,6 +21,7 @@ def sgd(
     nesterov: bool = False,
     weight_decay: float | jax.Array = 0.0,
     maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Stochastic gradient descent, equal step for step to ``torch.optim.SGD``.
 
@@ -41,6 +43,9 @@ def sgd(
         nesterov: Nesterov momentum (needs :math:`\mu > 0` and :math:`\tau = 0`).
         weight_decay: L2 penalty :math:`\lambda \ge 0`, added to the gradient.
         maximize: maximise the objective instead of minimising it.
+
+    State dtype: ``mu_dtype`` stores the momentum buffer in another dtype (``jnp.bfloat16`` halves
+    the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
     torch.optim: ``SGD(params, lr, momentum, dampening, weight_decay, nesterov, maximize)``.
 
@@ -66,6 +71,6 @@ def sgd(
     return pipeline(
         negate_if(maximize),
         weight_decay_if(weight_decay),
-        scale_by_momentum(momentum, dampening, nesterov) if use_momentum else None,
+        scale_by_momentum(momentum, dampening, nesterov, dtype=mu_dtype) if use_momentum else None,
         scale_by_learning_rate(learning_rate),
     )

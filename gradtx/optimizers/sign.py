@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
@@ -19,6 +20,7 @@ def lion(
     b1: float | jax.Array = 0.9,
     b2: float | jax.Array = 0.99,
     weight_decay: float | jax.Array = 0.0,
+    mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""Lion, EvoLved Sign Momentum (Chen et al., 2023, "Symbolic Discovery of Optimization
     Algorithms", Algorithm 2).
@@ -36,11 +38,13 @@ def lion(
 
     Chain: ``scale_by_lion(β1, β2) → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
 
+    State dtype: ``mu_dtype`` stores the momentum in another dtype (``jnp.bfloat16`` halves
+    the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
+
     torch.optim: none.
 
     Differences from ``optax.lion``: Optax has no default learning rate, defaults to
-    ``weight_decay=1e-3`` (here 0) and can keep the momentum in another dtype (``mu_dtype``);
-    here it has the parameter's dtype. The update rule is the same.
+    ``weight_decay=1e-3`` (here 0). The update rule is the same.
 
     Example:
         >>> import jax.numpy as jnp
@@ -55,7 +59,7 @@ def lion(
     validation.check_unit_interval("b1", b1)
     validation.check_unit_interval("b2", b2)
     return pipeline(
-        scale_by_lion(b1, b2),
+        scale_by_lion(b1, b2, dtype=mu_dtype),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(learning_rate),
     )
@@ -63,7 +67,9 @@ def lion(
 
 @inject_hyperparams(omit_when_zero=("momentum",))
 def sign_sgd(
-    learning_rate: ScalarOrSchedule = 1e-3, momentum: float | jax.Array = 0.0
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: float | jax.Array = 0.0,
+    mu_dtype: DTypeLike | None = None,
 ) -> GradientTransformation:
     r"""signSGD, or Signum with ``momentum > 0`` (Bernstein et al., 2018, "signSGD: Compressed
     Optimisation for Non-Convex Problems", Algorithms 1 and 3).
@@ -78,6 +84,9 @@ def sign_sgd(
     not see a positive scale factor.
 
     Chain: ``[ema(β)] → scale_by_sign() → scale_by_learning_rate(η)``.
+
+    State dtype: ``mu_dtype`` stores the momentum in another dtype (``jnp.bfloat16`` halves
+    the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
     torch.optim: none.
 
@@ -97,7 +106,7 @@ def sign_sgd(
     check_common(learning_rate, 0.0)
     validation.check_unit_interval("momentum", momentum)
     return pipeline(
-        None if validation.is_static_zero(momentum) else ema(momentum),
+        None if validation.is_static_zero(momentum) else ema(momentum, dtype=mu_dtype),
         scale_by_sign(),
         scale_by_learning_rate(learning_rate),
     )

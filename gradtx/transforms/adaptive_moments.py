@@ -39,12 +39,18 @@ def _check_betas(b1, b2) -> None:
     validation.check_unit_interval("b2", b2)
 
 
-def _corrected_first_moment(b1) -> GradientTransformation:
-    return chain(moments.ema(b1), moments.bias_correction(b1))
+def _corrected_first_moment(b1, dtype) -> GradientTransformation:
+    return chain(moments.ema(b1, dtype=dtype), moments.bias_correction(b1))
+
 
 
 def scale_by_adamax(
-    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     r"""Adamax's scaling (Kingma & Ba, 2015, section 7.1), as in ``torch.optim.Adamax``:
 
@@ -55,11 +61,13 @@ def scale_by_adamax(
 
     It is ``parallel(chain(ema(β1), bias_correction(β1)), weighted_infinity_norm(β2, ε),
     combine=divide)``.
+    The first moment is stored in ``mu_dtype``, the second statistic in ``nu_dtype``
+    (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
     return parallel(
-        _corrected_first_moment(b1),
-        moments.weighted_infinity_norm(b2, eps),
+        _corrected_first_moment(b1, mu_dtype),
+        moments.weighted_infinity_norm(b2, eps, dtype=nu_dtype),
         combine=operator.truediv,
     )
 
@@ -128,7 +136,12 @@ def radam_rectification(
 
 
 def scale_by_radam(
-    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     r"""RAdam's scaling (Liu et al., 2020), as in ``torch.optim.RAdam``:
 
@@ -143,11 +156,13 @@ def scale_by_radam(
     ``parallel(chain(ema(β1), bias_correction(β1)), chain(ema_of_squares(β2),
     radam_rectification(β2, ε)), combine=multiply)``. The second moment is updated at every
     step, also while it is not used.
+    The first moment is stored in ``mu_dtype``, the second statistic in ``nu_dtype``
+    (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
     return parallel(
-        _corrected_first_moment(b1),
-        chain(moments.ema_of_squares(b2), radam_rectification(b2, eps)),
+        _corrected_first_moment(b1, mu_dtype),
+        chain(moments.ema_of_squares(b2, dtype=nu_dtype), radam_rectification(b2, eps)),
         combine=operator.mul,
     )
 
@@ -157,6 +172,9 @@ def scale_by_yogi(
     b2: float | jax.Array = 0.999,
     eps: float | jax.Array = 1e-3,
     initial_accumulator_value: float | jax.Array = 1e-6,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     r"""Yogi's scaling (Zaheer et al., 2018, Algorithm 2), without bias correction as there:
 
@@ -167,11 +185,15 @@ def scale_by_yogi(
 
     with :math:`m_0 = 0` and :math:`v_0` = ``initial_accumulator_value``. It is
     ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
+    The first moment is stored in ``mu_dtype``, the second statistic in ``nu_dtype``
+    (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
     validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
     return normalize(
-        moments.ema(b1), moments.yogi_second_moment(b2, initial_accumulator_value), eps=eps
+        moments.ema(b1, dtype=mu_dtype),
+        moments.yogi_second_moment(b2, initial_accumulator_value, dtype=nu_dtype),
+        eps=eps,
     )
 
 
@@ -189,6 +211,9 @@ def scale_by_belief(
     b2: float | jax.Array = 0.999,
     eps: float | jax.Array = 1e-16,
     eps_root: float | jax.Array = 1e-16,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     r"""AdaBelief's scaling (Zhuang et al., 2020, Algorithm 2):
 
@@ -205,14 +230,20 @@ def scale_by_belief(
     statistic of :math:`g_t - m_t`: sharing one :math:`m` buffer needs both in one place (two
     ``ema(β1)`` branches would store :math:`m` twice). Both averages still go through
     :func:`gradtx.ema_update`.
+    The first moment is stored in ``mu_dtype``, the second statistic in ``nu_dtype``
+    (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
     validation.check_non_negative("eps", eps)
     validation.check_non_negative("eps_root", eps_root)
+    mu_dtype = validation.check_state_dtype("mu_dtype", mu_dtype)
+    nu_dtype = validation.check_state_dtype("nu_dtype", nu_dtype)
 
     def init(params):
         return BeliefState(
-            moment=_tree.full_like(params), belief=_tree.full_like(params), count=zero_count()
+            moment=_tree.full_like(params, 0.0, mu_dtype),
+            belief=_tree.full_like(params, 0.0, nu_dtype),
+            count=zero_count(),
         )
 
     def update(updates, state, params=None):
@@ -222,14 +253,15 @@ def scale_by_belief(
         correction1 = 1 - jnp.asarray(b1) ** count
         correction2 = 1 - jnp.asarray(b2) ** count
 
-        def leaf(g, m, s):
-            g = g.astype(m.dtype)
+        def leaf(g, stored_m, stored_s):
+            g, m, s = _tree.widen(g, stored_m, stored_s)
             m = moments.ema_update(m, g, b1)
             residual = g - m
             s = moments.ema_update(s, residual * residual, b2) + _tree.cast_like(eps_root, s)
             m_hat = m / _tree.cast_like(correction1, m)
             s_hat = s / _tree.cast_like(correction2, s)
-            return m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(eps, s)), m, s
+            out = m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(eps, s))
+            return out, m.astype(stored_m.dtype), s.astype(stored_s.dtype)
 
         triples = _tree.map_state(leaf, updates, state.moment, state.belief, name="scale_by_belief")
         out, moment, belief = _tree.split_tuples(triples, updates, 3)

@@ -45,19 +45,30 @@ def _accumulator(
     step: Callable[[jax.Array, jax.Array], jax.Array],
     of: Callable[[jax.Array], jax.Array] = lambda u: u,
     initial_value: float | jax.Array = 0.0,
+    dtype=None,
 ) -> GradientTransformation:
     """A transformation that keeps one per-parameter statistic ``s``, updates it with
-    ``s <- step(s, of(u))`` and outputs the new ``s``."""
+    ``s <- step(s, of(u))`` and outputs the new ``s``.
+
+    ``s`` is stored in ``dtype`` (default: each parameter's dtype). The step is computed in the
+    wider of the state's and the update's dtypes, and its unrounded result is the output, so a
+    bfloat16 state costs precision only in what is carried to the next step."""
+    dtype = validation.check_state_dtype("dtype", dtype)
 
     def init(params):
-        return MomentState(moment=_tree.full_like(params, initial_value))
+        return MomentState(moment=_tree.full_like(params, initial_value, dtype))
 
     def update(updates, state, params=None):
         del params
-        moment = _tree.map_state(
-            lambda u, s: step(s, of(u.astype(s.dtype))), updates, state.moment, name=name
-        )
-        return moment, MomentState(moment=moment)
+
+        def leaf(u, s):
+            wide_u, wide_s = _tree.widen(u, s)
+            new = step(wide_s, of(wide_u))
+            return new, new.astype(s.dtype)
+
+        pairs = _tree.map_state(leaf, updates, state.moment, name=name)
+        out, moment = _tree.split_tuples(pairs, updates, 2)
+        return out, MomentState(moment=moment)
 
     return GradientTransformation(init, update)
 
@@ -66,37 +77,48 @@ def _square(u):
     return u * u
 
 
-def ema(decay: float | jax.Array) -> GradientTransformation:
+def ema(decay: float | jax.Array, *, dtype=None) -> GradientTransformation:
     """The exponential moving average of the updates (a first moment), starting at zero:
 
     .. math:: m_t = \\beta\\, m_{t-1} + (1-\\beta)\\, u_t
 
     It outputs :math:`m_t`. Follow it with :func:`bias_correction` for Adam's :math:`\\hat m_t`.
+    ``dtype`` is the dtype the average is stored in (default: the parameters').
     """
     validation.check_unit_interval("decay", decay)
-    return _accumulator("ema", lambda s, x: ema_update(s, x, decay))
+    return _accumulator("ema", lambda s, x: ema_update(s, x, decay), dtype=dtype)
 
 
-def ema_of_squares(decay: float | jax.Array) -> GradientTransformation:
+def ema_of_squares(decay: float | jax.Array, *, dtype=None) -> GradientTransformation:
     """The exponential moving average of the squared updates (an uncentered second moment),
     starting at zero:
 
     .. math:: v_t = \\beta\\, v_{t-1} + (1-\\beta)\\, u_t^2
 
-    It outputs :math:`v_t`.
+    It outputs :math:`v_t`, stored in ``dtype`` (default: the parameters').
     """
     validation.check_unit_interval("decay", decay)
-    return _accumulator("ema_of_squares", lambda s, x: ema_update(s, x, decay), of=_square)
+    return _accumulator(
+        "ema_of_squares", lambda s, x: ema_update(s, x, decay), of=_square, dtype=dtype
+    )
 
 
-def ema_variance(decay: float | jax.Array) -> GradientTransformation:
+def ema_variance(
+    decay: float | jax.Array, *, mu_dtype=None, nu_dtype=None
+) -> GradientTransformation:
     """The moving variance of the updates, :math:`v_t - m_t^2`, where :math:`v_t` is
     :func:`ema_of_squares` and :math:`m_t` is :func:`ema` of the same input (centered RMSProp).
     """
-    return parallel(ema_of_squares(decay), ema(decay), combine=lambda sq, m: sq - m * m)
+    return parallel(
+        ema_of_squares(decay, dtype=nu_dtype),
+        ema(decay, dtype=mu_dtype),
+        combine=lambda sq, m: sq - m * m,
+    )
 
 
-def sum_of_squares(initial_value: float | jax.Array = 0.0) -> GradientTransformation:
+def sum_of_squares(
+    initial_value: float | jax.Array = 0.0, *, dtype=None
+) -> GradientTransformation:
     """The running sum of squared updates (Adagrad's accumulator), starting at
     ``initial_value``:
 
@@ -105,17 +127,17 @@ def sum_of_squares(initial_value: float | jax.Array = 0.0) -> GradientTransforma
     validation.check_non_negative("initial_value", initial_value)
     return _accumulator(
         "sum_of_squares", lambda s, x: (s + x).astype(s.dtype), of=_square,
-        initial_value=initial_value,
+        initial_value=initial_value, dtype=dtype,
     )
 
 
-def running_max() -> GradientTransformation:
+def running_max(*, dtype=None) -> GradientTransformation:
     """The elementwise running maximum of the updates, starting at zero as torch's AMSGrad does
     (it is meant for non-negative statistics such as a second moment):
 
     .. math:: \\hat v_t = \\max(\\hat v_{t-1}, u_t), \\qquad \\hat v_0 = 0
     """
-    return _accumulator("running_max", jnp.maximum)
+    return _accumulator("running_max", jnp.maximum, dtype=dtype)
 
 
 def bias_correction(decay: float | jax.Array) -> GradientTransformation:
@@ -145,7 +167,7 @@ def bias_correction(decay: float | jax.Array) -> GradientTransformation:
 
 
 def weighted_infinity_norm(
-    decay: float | jax.Array, eps: float | jax.Array = 0.0
+    decay: float | jax.Array, eps: float | jax.Array = 0.0, *, dtype=None
 ) -> GradientTransformation:
     """The exponentially weighted infinity norm of the updates (Adamax's denominator, Kingma &
     Ba, 2015, section 7.1), starting at zero:
@@ -161,11 +183,11 @@ def weighted_infinity_norm(
     def step(s, x):
         return jnp.maximum(_tree.cast_like(decay, s) * s, x + _tree.cast_like(eps, s))
 
-    return _accumulator("weighted_infinity_norm", step, of=jnp.abs)
+    return _accumulator("weighted_infinity_norm", step, of=jnp.abs, dtype=dtype)
 
 
 def yogi_second_moment(
-    decay: float | jax.Array, initial_value: float | jax.Array = 1e-6
+    decay: float | jax.Array, initial_value: float | jax.Array = 1e-6, *, dtype=None
 ) -> GradientTransformation:
     """Yogi's additive second moment (Zaheer et al., 2018), starting at ``initial_value``:
 
@@ -186,4 +208,6 @@ def yogi_second_moment(
         rate = 1 - _tree.cast_like(decay, v)
         return (v - rate * jnp.sign(v - x) * x).astype(v.dtype)
 
-    return _accumulator("yogi_second_moment", step, of=_square, initial_value=initial_value)
+    return _accumulator(
+        "yogi_second_moment", step, of=_square, initial_value=initial_value, dtype=dtype
+    )

@@ -33,6 +33,8 @@ def scale_by_momentum(
     momentum: float | jax.Array = 0.9,
     dampening: float | jax.Array = 0.0,
     nesterov: bool = False,
+    *,
+    dtype=None,
 ) -> GradientTransformation:
     """Heavy-ball or Nesterov momentum with torch.optim.SGD's semantics.
 
@@ -45,8 +47,11 @@ def scale_by_momentum(
     itself (not zero, and not damped), as in torch. A momentum of exactly 0 passes updates
     through unchanged, also when it is a traced array.
 
+    The buffer is stored in ``dtype`` (default: the parameters').
+
     Differs from ``optax.trace``: there the buffer starts at zero and there is no dampening.
     """
+    dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_non_negative("momentum", momentum)
     validation.check_interval("dampening", dampening, 0.0, 1.0)
     _check_nesterov(nesterov, momentum, dampening)
@@ -56,14 +61,15 @@ def scale_by_momentum(
     static_zero = validation.is_static_zero(momentum)
 
     def init(params):
-        return MomentumState(momentum_buffer=_tree.full_like(params), count=zero_count())
+        buffer = _tree.full_like(params, 0.0, dtype)
+        return MomentumState(momentum_buffer=buffer, count=zero_count())
 
     def update(updates, state, params=None):
         del params
         first = state.count == 0
 
-        def leaf(u, buf):
-            u = u.astype(buf.dtype)
+        def leaf(u, stored):
+            u, buf = _tree.widen(u, stored)
             mu = _tree.cast_like(momentum, buf)
             new_buf = jnp.where(
                 first, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
@@ -73,7 +79,7 @@ def scale_by_momentum(
                 out = u
             elif not static_momentum:
                 out = jnp.where(mu == 0, u, out)
-            return out, new_buf
+            return out, new_buf.astype(stored.dtype)
 
         pairs = _tree.map_state(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
         out, buf = _tree.split_tuples(pairs, updates, 2)
@@ -94,7 +100,7 @@ def _check_nesterov(nesterov, momentum, dampening):
 
 
 def nadam_momentum(
-    b1: float | jax.Array = 0.9, momentum_decay: float | jax.Array = 4e-3
+    b1: float | jax.Array = 0.9, momentum_decay: float | jax.Array = 4e-3, *, dtype=None
 ) -> GradientTransformation:
     """NAdam's bias-corrected Nesterov momentum with its momentum schedule (Dozat, 2016), as in
     torch.optim.NAdam:
@@ -109,14 +115,17 @@ def nadam_momentum(
 
     with momentum decay :math:`\\psi`. Divide it by a bias-corrected RMS (see
     :func:`gradtx.normalize`) to get NAdam. :math:`\\Pi_t` is kept in the default float dtype
-    (float64 when ``jax_enable_x64`` is on), as torch keeps it in its default dtype.
+    (float64 when ``jax_enable_x64`` is on), as torch keeps it in its default dtype;
+    :math:`m` in ``dtype`` (default: the parameters').
     """
+    dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_unit_interval("b1", b1)
     validation.check_non_negative("momentum_decay", momentum_decay)
 
     def init(params):
         return NadamMomentumState(
-            moment=_tree.full_like(params), mu_product=jnp.ones([]), count=zero_count()
+            moment=_tree.full_like(params, 0.0, dtype), mu_product=jnp.ones([]),
+            count=zero_count(),
         )
 
     def update(updates, state, params=None):
@@ -131,11 +140,11 @@ def nadam_momentum(
         gradient_weight = (1.0 - mu) / (1.0 - mu_product)
         moment_weight = mu_next / (1.0 - mu_product * mu_next)
 
-        def leaf(u, m):
-            u = u.astype(m.dtype)
+        def leaf(u, stored):
+            u, m = _tree.widen(u, stored)
             m = ema_update(m, u, beta)
             out = _tree.cast_like(gradient_weight, m) * u + _tree.cast_like(moment_weight, m) * m
-            return out, m
+            return out, m.astype(stored.dtype)
 
         pairs = _tree.map_state(leaf, updates, state.moment, name="nadam_momentum")
         out, moment = _tree.split_tuples(pairs, updates, 2)

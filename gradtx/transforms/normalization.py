@@ -49,6 +49,9 @@ def scale_by_rms(
     eps: float | jax.Array = 1e-8,
     centered: bool = False,
     eps_in_sqrt: bool = False,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     """Divides updates by the root of their moving second moment (RMSProp's scaling):
 
@@ -57,10 +60,14 @@ def scale_by_rms(
         \\text{out}_t = \\frac{u_t}{\\sqrt{v_t - [m_t^2]} + \\epsilon}
 
     where :math:`[m_t^2]`, the squared moving mean, is subtracted only when ``centered``.
+    :math:`v` is stored in ``nu_dtype``, :math:`m` in ``mu_dtype`` (default: the parameters').
     Defaults and eps placement follow ``torch.optim.RMSprop`` (eps outside the root), unlike
     ``optax.scale_by_rms`` (decay 0.9, eps inside the root).
     """
-    statistic = moments.ema_variance(decay) if centered else moments.ema_of_squares(decay)
+    if centered:
+        statistic = moments.ema_variance(decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    else:
+        statistic = moments.ema_of_squares(decay, dtype=nu_dtype)
     return normalize(identity(), statistic, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
 
@@ -69,6 +76,9 @@ def scale_by_adam(
     b2: float | jax.Array = 0.999,
     eps: float | jax.Array = 1e-8,
     amsgrad: bool = False,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
 ) -> GradientTransformation:
     """Adam's scaling (Kingma & Ba, 2015), or AMSGrad's with ``amsgrad=True``:
 
@@ -79,28 +89,37 @@ def scale_by_adam(
 
     AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
     torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
+    :math:`m` is stored in ``mu_dtype``, :math:`v` (and its running max) in ``nu_dtype``
+    (default: the parameters' dtype).
     """
     # Checked here so that errors name b1/b2 rather than the inner transforms' `decay`.
     validation.check_unit_interval("b1", b1)
     validation.check_unit_interval("b2", b2)
-    first = chain(moments.ema(b1), moments.bias_correction(b1))
+    first = chain(moments.ema(b1, dtype=mu_dtype), moments.bias_correction(b1))
     validation.check_bool("amsgrad", amsgrad)
-    raw_second = moments.ema_of_squares(b2)
+    raw_second = moments.ema_of_squares(b2, dtype=nu_dtype)
     if amsgrad:
-        raw_second = chain(raw_second, moments.running_max())
+        raw_second = chain(raw_second, moments.running_max(dtype=nu_dtype))
     second = chain(raw_second, moments.bias_correction(b2))
     return normalize(first, second, eps=eps)
 
 
 def scale_by_rss(
-    initial_accumulator_value: float | jax.Array = 0.0, eps: float | jax.Array = 1e-10
+    initial_accumulator_value: float | jax.Array = 0.0,
+    eps: float | jax.Array = 1e-10,
+    *,
+    nu_dtype=None,
 ) -> GradientTransformation:
     """Divides updates by the root of the running sum of their squares (Adagrad's scaling):
 
     .. math:: s_t = s_{t-1} + u_t^2, \\qquad \\text{out}_t = \\frac{u_t}{\\sqrt{s_t} + \\epsilon}
+
+    :math:`s` is stored in ``nu_dtype`` (default: the parameters' dtype).
     """
     validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    return normalize(identity(), moments.sum_of_squares(initial_accumulator_value), eps=eps)
+    return normalize(
+        identity(), moments.sum_of_squares(initial_accumulator_value, dtype=nu_dtype), eps=eps
+    )
 
 
 class PastUpdateRmsState(NamedTuple):
@@ -110,7 +129,7 @@ class PastUpdateRmsState(NamedTuple):
 
 
 def scale_by_past_update_rms(
-    decay: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6
+    decay: float | jax.Array = 0.9, eps: float | jax.Array = 1e-6, *, dtype=None
 ) -> GradientTransformation:
     """Multiplies updates by the RMS of this transformation's own previous outputs, then
     records the new output (Adadelta's unit correction, Zeiler 2012):
@@ -120,20 +139,22 @@ def scale_by_past_update_rms(
         a_t = \\rho\\, a_{t-1} + (1-\\rho)\\, \\Delta_t^2
 
     It outputs :math:`\\Delta_t`. Preceded by ``scale_by_rms(rho, eps, eps_in_sqrt=True)`` it
-    gives Adadelta's step.
+    gives Adadelta's step. :math:`a` is stored in ``dtype`` (default: the parameters').
     """
+    dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_unit_interval("decay", decay)
     validation.check_non_negative("eps", eps)
 
     def init(params):
-        return PastUpdateRmsState(acc_delta=_tree.full_like(params))
+        return PastUpdateRmsState(acc_delta=_tree.full_like(params, 0.0, dtype))
 
     def update(updates, state, params=None):
         del params
 
-        def leaf(u, acc):
-            delta = jnp.sqrt(acc + _tree.cast_like(eps, acc)) * u.astype(acc.dtype)
-            return delta, moments.ema_update(acc, delta * delta, decay)
+        def leaf(u, stored):
+            u, acc = _tree.widen(u, stored)
+            delta = jnp.sqrt(acc + _tree.cast_like(eps, acc)) * u
+            return delta, moments.ema_update(acc, delta * delta, decay).astype(stored.dtype)
 
         pairs = _tree.map_state(leaf, updates, state.acc_delta, name="scale_by_past_update_rms")
         out, acc = _tree.split_tuples(pairs, updates, 2)

@@ -23,7 +23,7 @@ def scale_by_sign() -> GradientTransformation:
 
 
 def scale_by_lion(
-    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.99
+    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.99, *, dtype=None
 ) -> GradientTransformation:
     r"""Lion's direction (Chen et al., 2023): the sign of an interpolation between the momentum
     and the update, with the momentum then tracked at a second rate:
@@ -33,20 +33,22 @@ def scale_by_lion(
         m_t = \beta_2 m_{t-1} + (1-\beta_2) u_t, \qquad m_0 = 0
 
     Both lines are moving-average steps of the same :math:`m_{t-1}`, so both go through
-    :func:`gradtx.ema_update`; only the second is stored. The state has the parameters' dtype.
+    :func:`gradtx.ema_update`; only the second is stored, in ``dtype`` (default: the
+    parameters').
     """
+    dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_unit_interval("b1", b1)
     validation.check_unit_interval("b2", b2)
 
     def init(params):
-        return MomentState(moment=_tree.full_like(params))
+        return MomentState(moment=_tree.full_like(params, 0.0, dtype))
 
     def update(updates, state, params=None):
         del params
 
-        def leaf(u, m):
-            u = u.astype(m.dtype)
-            return jnp.sign(ema_update(m, u, b1)), ema_update(m, u, b2)
+        def leaf(u, stored):
+            u, m = _tree.widen(u, stored)
+            return jnp.sign(ema_update(m, u, b1)), ema_update(m, u, b2).astype(stored.dtype)
 
         pairs = _tree.map_state(leaf, updates, state.moment, name="scale_by_lion")
         out, moment = _tree.split_tuples(pairs, updates, 2)
