@@ -68,18 +68,19 @@ def scale_by_momentum(
         del params
         first = state.count == 0
 
+        # A zero momentum (torch skips the buffer) restarts the buffer at u, so that the output
+        # is the buffer in every case: one scalar test per step, not a select per element
+        # that would make the step read the gradient a second time.
+        restart = first if static_momentum else first | (jnp.asarray(momentum) == 0)
+
         def leaf(u, stored):
             u, buf = _tree.widen(u, stored)
             mu = _tree.cast_like(momentum, buf)
             new_buf = jnp.where(
-                first, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
+                restart, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
             )
             out = u + mu * new_buf if nesterov else new_buf
-            if static_zero:
-                out = u
-            elif not static_momentum:
-                out = jnp.where(mu == 0, u, out)
-            return out, new_buf.astype(stored.dtype)
+            return (u if static_zero else out), new_buf.astype(stored.dtype)
 
         pairs = _tree.map_state(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
         out, buf = _tree.split_tuples(pairs, updates, 2)
