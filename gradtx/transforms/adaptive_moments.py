@@ -250,16 +250,16 @@ def scale_by_belief(
         del params
         count = increment(state.count)
         # Per-step scalars, computed once outside the elementwise work.
-        correction1 = 1 - jnp.asarray(b1) ** count
-        correction2 = 1 - jnp.asarray(b2) ** count
+        inverse1 = 1 / (1 - jnp.asarray(b1) ** count)
+        inverse2 = 1 / (1 - jnp.asarray(b2) ** count)
 
         def leaf(g, stored_m, stored_s):
             g, m, s = _tree.widen(g, stored_m, stored_s)
             m = moments.ema_update(m, g, b1)
             residual = g - m
             s = moments.ema_update(s, residual * residual, b2) + _tree.cast_like(eps_root, s)
-            m_hat = m / _tree.cast_like(correction1, m)
-            s_hat = s / _tree.cast_like(correction2, s)
+            m_hat = m * _tree.cast_like(inverse1, m)
+            s_hat = s * _tree.cast_like(inverse2, s)
             out = m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(eps, s))
             return out, m.astype(stored_m.dtype), s.astype(stored_s.dtype)
 

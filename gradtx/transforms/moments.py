@@ -158,9 +158,11 @@ def bias_correction(decay: float | jax.Array) -> GradientTransformation:
     def update(updates, state, params=None):
         del params
         count = increment(state.count)
-        # The scalar is computed once per step, outside the elementwise work.
-        correction = 1 - jnp.asarray(decay) ** count
-        out = jax.tree_util.tree_map(lambda u: u / _tree.cast_like(correction, u), updates)
+        # The reciprocal is computed once per step, outside the elementwise work: a multiply
+        # per element instead of a divide, which costs several times more (an optimizer step
+        # on CPU is bound by its divides and square roots as much as by memory).
+        inverse = 1 / (1 - jnp.asarray(decay) ** count)
+        out = jax.tree_util.tree_map(lambda u: u * _tree.cast_like(inverse, u), updates)
         return out, CountState(count=count)
 
     return GradientTransformation(init, update)

@@ -68,16 +68,19 @@ def scale_by_momentum(
         del params
         first = state.count == 0
 
-        # A zero momentum (torch skips the buffer) restarts the buffer at u, so that the output
-        # is the buffer in every case: one scalar test per step, not a select per element
-        # that would make the step read the gradient a second time.
+        # The first step, and a zero momentum (torch then keeps no buffer), restart the buffer
+        # at u; so the output is the buffer in every case. The choice is made once per step on
+        # two scalar weights, b <- w_b * b + w_u * u, not by a select per element.
         restart = first if static_momentum else first | (jnp.asarray(momentum) == 0)
+        buffer_weight = jnp.where(restart, 0.0, jnp.asarray(momentum))
+        update_weight = jnp.where(restart, 1.0, 1 - jnp.asarray(dampening))
 
         def leaf(u, stored):
             u, buf = _tree.widen(u, stored)
             mu = _tree.cast_like(momentum, buf)
-            new_buf = jnp.where(
-                restart, u, mu * buf + _tree.cast_like(1 - jnp.asarray(dampening), buf) * u
+            new_buf = (
+                _tree.cast_like(buffer_weight, buf) * buf
+                + _tree.cast_like(update_weight, buf) * u
             )
             out = u + mu * new_buf if nesterov else new_buf
             return (u if static_zero else out), new_buf.astype(stored.dtype)
