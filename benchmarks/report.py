@@ -1,0 +1,167 @@
+"""The Markdown report: a list of section functions, each ``Results -> str``. To add a
+section, write such a function and put it in ``SECTIONS``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmarks import formatting as fmt
+from benchmarks.contenders import BASELINE
+from benchmarks.optimizers import SEMANTIC_NOTES
+from benchmarks.results import Results, ShapeResult, effective_gbps, roofline_pct
+from benchmarks.targets import evaluate
+
+Section = Callable[[Results], str]
+
+
+def header(r: Results) -> str:
+    lines = [
+        "# gradtx benchmarks",
+        "",
+        f"Date: {r.date}",
+        "",
+        f"Command: `{r.command}`",
+    ]
+    if r.settings.quick:
+        lines += ["", "**Quick smoke run** (tiny shapes): the numbers check the harness only."]
+    return "\n".join(lines)
+
+
+def machine(r: Results) -> str:
+    rows = [[k, v] for k, v in r.machine.items()]
+    return "## Machine\n\n" + fmt.table(["", ""], rows)
+
+
+def method(r: Results) -> str:
+    s = r.settings
+    lines = [
+        "## Method",
+        "",
+        "- A step is the optimizer update plus applying it to the parameters. gradtx and Optax "
+        "steps run as `jax.jit(step, donate_argnums=(params, state))`; torch steps are "
+        "`opt.step()` under `torch.no_grad()` with the gradients set once on `.grad`. "
+        "All arrays are float32.",
+        f"- All contenders of one optimizer and shape are timed in one process, interleaved: "
+        f"after {s.warmup_steps} warm-up step(s) each, every round runs each contender for "
+        f"about {s.round_seconds * 1e3:g} ms of steps (at least one); ms/step is the median "
+        f"over {s.rounds} rounds, or fewer (at least 3) where {s.rounds} rounds of all "
+        f"contenders would take over {s.budget_seconds:g} s (each table's Rounds line).",
+        f"- `other/{BASELINE}` is the other contender's time over gradtx's: above 1 means "
+        "gradtx is faster.",
+        "- Roofline: an ideal fused fp32 step moves "
+        + ", ".join(f"{o} {b} B" for o, b in r.bytes_per_param.items())
+        + " per parameter (read params, grads and state; write params and state). GB/s is "
+        "those bytes over the step time; % of roofline compares it with the best copy "
+        "bandwidth below.",
+        f"- Compile time: `lower` + `compile` of the step from scratch (`jax.clear_caches()` "
+        f"first, persistent compilation cache off), median of {s.compile_repeats}.",
+        "- Memory: from `compiled.memory_analysis()`. Resident = params + grads + state; the "
+        "step's peak ≈ arguments + outputs − aliased (donated) + temporaries; extra = peak − "
+        "resident.",
+    ]
+    lines += [f"- {note}" for note in SEMANTIC_NOTES]
+    return "\n".join(lines)
+
+
+def bandwidth(r: Results) -> str:
+    bw = r.bandwidth
+    rows = [
+        [name, f"{gbps:.1f}" + (" (best, used as roofline)" if name == bw.best_method else "")]
+        for name, gbps in bw.by_method.items()
+    ]
+    return (
+        f"## Copy bandwidth\n\nBuffer {bw.buffer_bytes / 2**20:.0f} MiB float32; GB/s counts "
+        "bytes read + written; per method, the fastest of several calls, measured before and "
+        "after the step timings. The in-place method has the access pattern of a donated "
+        "optimizer step (on CPUs a copy to a separate buffer also reads the destination "
+        "before writing it, which the GB/s does not count). Other load on the machine lowers "
+        "this figure, so a step above 100% of roofline means the copy was measured under "
+        "load.\n\n"
+        + fmt.table(["Method", "GB/s"], rows)
+    )
+
+
+def step_table(r: Results, s: ShapeResult) -> str:
+    """One shape's optimizer × contender table."""
+    rows = []
+    for o in s.optimizers:
+        for c in s.contenders:
+            t = s.step_seconds.get((o, c))
+            if c == BASELINE:
+                vs = "baseline" if t is not None else fmt.NA
+            else:
+                ratio = s.ratio(o, c, BASELINE)
+                vs = fmt.NA if ratio is None else f"{c}/{BASELINE} = {fmt.ratio(ratio)}"
+            gbps = None if t is None else effective_gbps(r, s.shape, o, t)
+            pct = None if t is None else roofline_pct(r, s.shape, o, t)
+            rows.append([o, c, fmt.ms(t), vs, fmt.NA if gbps is None else f"{gbps:.1f}",
+                         fmt.pct(pct)])
+    header = ["Optimizer", "Contender", "ms/step", f"vs {BASELINE}", "GB/s", "% of roofline"]
+    rounds = ", ".join(f"{o} {n}" for o, n in s.rounds.items())
+    return f"### {s.shape.title}\n\n" + fmt.table(header, rows) + f"\n\nRounds: {rounds}."
+
+
+def step_times(r: Results) -> str:
+    return "## Step time\n\n" + "\n\n".join(step_table(r, s) for s in r.shapes)
+
+
+def compile_times(r: Results) -> str:
+    rows = []
+    names: list[str] = []
+    for s in r.shapes:
+        names += [c for c in s.contenders if any((o, c) in s.compile_seconds for o in
+                                                 s.optimizers) and c not in names]
+    for s in r.shapes:
+        for o in s.optimizers:
+            rows.append([s.shape.title, o]
+                        + [fmt.seconds(s.compile_seconds.get((o, c))) for c in names])
+    return ("## Compile time\n\nSeconds to trace, lower and compile one step from scratch.\n\n"
+            + fmt.table(["Shape", "Optimizer"] + [f"{c} (s)" for c in names], rows))
+
+
+def memory_table(r: Results) -> str:
+    rows = []
+    for s in r.shapes:
+        for o in s.optimizers:
+            for c in s.contenders:
+                m = s.memory.get((o, c))
+                if m is None:
+                    continue
+                peak = fmt.NA if m.device_peak_delta is None else fmt.mb(m.device_peak_delta)
+                rows.append([s.shape.title, o, c, fmt.mb(m.resident), fmt.mb(m.temp),
+                             fmt.mb(m.output - m.alias),
+                             f"{fmt.mb(m.extra)} ({fmt.pct(100 * m.extra_fraction)})", peak])
+    header = ["Shape", "Optimizer", "Contender", "resident MB", "temp MB",
+              "unaliased output MB", "extra beyond p+g+s MB (%)", "device peak Δ MB"]
+    note = ("\n\nDevice peak Δ: rise of the device's `peak_bytes_in_use` over one step above "
+            "the bytes in use before it (GPU only; n/a where the backend keeps no statistics "
+            "or an earlier, higher peak hides it).")
+    return "## Memory\n\n" + fmt.table(header, rows) + note
+
+
+def gpu_large(r: Results) -> str:
+    head = "## Large single leaf (GPU)\n\n"
+    if r.large is None:
+        return head + f"Skipped: JAX sees no GPU (platform `{r.platform}`)."
+    return head + step_table(r, r.large)
+
+
+def targets(r: Results) -> str:
+    rows = [list(row) for row in evaluate(r)]
+    return "## Targets\n\n" + fmt.table(["Target", "Shape", "Measured", "Verdict"], rows)
+
+
+def extras(r: Results) -> str:
+    return "\n\n".join(r.extra_sections)
+
+
+SECTIONS: list[Section] = [
+    header, machine, method, bandwidth, step_times, compile_times, memory_table, gpu_large,
+    targets, extras,
+]
+
+
+def render(r: Results, sections: list[Section] = SECTIONS) -> str:
+    """The report: the non-empty sections, separated by blank lines."""
+    parts = [section(r) for section in sections]
+    return "\n\n".join(p for p in parts if p) + "\n"

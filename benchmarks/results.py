@@ -1,0 +1,63 @@
+"""What a benchmark run measured (the report is rendered from this alone)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmarks.bandwidth import Bandwidth
+from benchmarks.memory import MemoryRow
+from benchmarks.settings import Settings
+from benchmarks.shapes import Shape
+
+Key = tuple[str, str]  # (optimizer name, contender name)
+
+
+@dataclass
+class ShapeResult:
+    """Measurements on one parameter tree.
+
+    ``step_seconds[key]`` is ``None`` where the contender has no version of the optimizer or
+    cannot run here (n/a); ``compile_seconds`` and ``memory`` exist for JAX contenders only.
+    """
+
+    shape: Shape
+    optimizers: list[str]
+    contenders: list[str]
+    step_seconds: dict[Key, float | None] = field(default_factory=dict)
+    compile_seconds: dict[Key, float] = field(default_factory=dict)
+    memory: dict[Key, MemoryRow] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)  # timing rounds used per optimizer
+
+    def ratio(self, optimizer: str, contender: str, baseline: str) -> float | None:
+        """contender time / baseline time (> 1: the baseline is faster), or ``None``."""
+        t = self.step_seconds.get((optimizer, contender))
+        base = self.step_seconds.get((optimizer, baseline))
+        if t is None or base is None:
+            return None
+        return t / base
+
+
+@dataclass
+class Results:
+    """Everything one run measured, plus the context to report it."""
+
+    settings: Settings
+    command: str
+    date: str
+    platform: str
+    machine: dict[str, str]
+    bandwidth: Bandwidth
+    shapes: list[ShapeResult]
+    large: ShapeResult | None  # the GPU-only ≥1B-parameter Adam row
+    bytes_per_param: dict[str, int]
+    extra_sections: list[str] = field(default_factory=list)
+
+
+def effective_gbps(results: Results, shape: Shape, optimizer: str, seconds: float) -> float:
+    """GB/s an ideal fused step would have streamed in ``seconds``."""
+    return results.bytes_per_param[optimizer] * shape.n_params / seconds / 1e9
+
+
+def roofline_pct(results: Results, shape: Shape, optimizer: str, seconds: float) -> float:
+    """Effective bandwidth as a percentage of the measured copy bandwidth."""
+    return 100 * effective_gbps(results, shape, optimizer, seconds) / results.bandwidth.best

@@ -1,0 +1,81 @@
+"""The parameter trees the benchmark steps on, and their (float32, host) contents."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+# Every benchmark array is float32, whatever JAX's x64 setting (the tests enable x64).
+DTYPE = np.float32
+
+
+class Shape(NamedTuple):
+    """A named parameter tree: leaf name -> array shape (leaves in a fixed order)."""
+
+    key: str
+    title: str
+    leaves: dict[str, tuple[int, ...]]
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(np.prod(s)) for s in self.leaves.values())
+
+    @property
+    def n_leaves(self) -> int:
+        return len(self.leaves)
+
+
+def single_leaf(n: int, key: str = "single") -> Shape:
+    """One flat leaf of ``n`` elements."""
+    return Shape(key, f"single leaf of {n:,} params", {"w": (n,)})
+
+
+def many_leaves(count: int, size: int) -> Shape:
+    """``count`` flat leaves of ``size`` elements each."""
+    leaves = {f"leaf_{i:03d}": (size,) for i in range(count)}
+    return Shape("many", f"{count} leaves × {size:,} ({count * size:,} params)", leaves)
+
+
+def transformer(layers: int, d: int, vocab: int, context: int) -> Shape:
+    """A decoder-only transformer's parameters: per layer the q, k, v, o projections (d×d),
+    a 4d MLP (d×4d, 4d×d), their biases and two layer norms (16 leaves); plus token and position
+    embeddings and a final layer norm (4 leaves)."""
+    leaves: dict[str, tuple[int, ...]] = {"tok_emb": (vocab, d), "pos_emb": (context, d)}
+    for i in range(layers):
+        p = f"layer_{i:02d}/"
+        for name in ("wq", "wk", "wv", "wo"):
+            leaves[p + name] = (d, d)
+            leaves[p + "b" + name[1]] = (d,)
+        leaves[p + "w_up"], leaves[p + "b_up"] = (d, 4 * d), (4 * d,)
+        leaves[p + "w_down"], leaves[p + "b_down"] = (4 * d, d), (d,)
+        for norm in ("ln1", "ln2"):
+            leaves[p + norm + "_scale"], leaves[p + norm + "_bias"] = (d,), (d,)
+    leaves["ln_f_scale"], leaves["ln_f_bias"] = (d,), (d,)
+    n = sum(int(np.prod(s)) for s in leaves.values())
+    title = f"transformer-like: {len(leaves)} leaves, {n:,} params (d={d}, {layers} layers)"
+    return Shape("transformer", title, leaves)
+
+
+def benchmark_shapes(quick: bool) -> list[Shape]:
+    """The three benchmark trees; ``quick`` gives tiny versions of the same kinds."""
+    if quick:
+        return [single_leaf(65_536), many_leaves(10, 2_000), transformer(2, 16, 64, 16)]
+    # 31 layers × 16 + 4 = 500 leaves, ~26.7M params.
+    return [single_leaf(2**24), many_leaves(200, 20_000), transformer(31, 256, 8_192, 512)]
+
+
+def gpu_large_shape(quick: bool) -> Shape:
+    """The ≥1B-parameter single leaf timed only on a GPU (a smaller one in a quick run)."""
+    return single_leaf(2**22 if quick else 2**30, key="gpu-large")
+
+
+def host_tree(shape: Shape, seed: int, scale: float) -> dict[str, np.ndarray]:
+    """Float32 normal values times ``scale`` for every leaf, on the host."""
+    rng = np.random.default_rng(seed)
+    tree = {}
+    for name, dims in shape.leaves.items():
+        leaf = rng.standard_normal(dims, dtype=DTYPE)
+        leaf *= DTYPE(scale)
+        tree[name] = leaf
+    return tree

@@ -1,0 +1,147 @@
+"""Runs the whole benchmark: bandwidth, then per shape and optimizer the compilations, memory
+analyses and interleaved step timings of every contender."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+import torch
+
+from benchmarks import bandwidth, machine, memory, shapes, timing
+from benchmarks.contenders import APPLY_UPDATES, CONTENDERS, Contender, is_jax
+from benchmarks.optimizers import OPTIMIZERS, OptimizerSpec
+from benchmarks.progress import log
+from benchmarks.results import Results, ShapeResult
+from benchmarks.runners import JaxRunner, Runner, TorchRunner
+from benchmarks.settings import Settings
+from benchmarks.shapes import Shape
+
+
+def platform() -> str:
+    """The JAX platform everything runs on: ``"cpu"`` or ``"gpu"`` (or another backend)."""
+    return jax.devices()[0].platform
+
+
+def torch_device(jax_platform: str) -> str | None:
+    """Where torch contenders run: beside JAX on CPU, on CUDA on a GPU, else not at all."""
+    if jax_platform == "cpu":
+        return "cpu"
+    if jax_platform == "gpu" and torch.cuda.is_available():
+        return "cuda"
+    return None
+
+
+def _abstract(tree: dict[str, np.ndarray]) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct(v.shape, np.float32) for k, v in tree.items()}
+
+
+def build_runners(
+    spec: OptimizerSpec,
+    contenders: Sequence[Contender],
+    params: dict[str, np.ndarray],
+    grads: dict[str, np.ndarray],
+    device: str | None,
+    result: ShapeResult | None = None,
+    compile_repeats: int = 1,
+) -> dict[str, Runner]:
+    """A runner per contender that has this optimizer (others are recorded as n/a).
+
+    JAX contenders are compiled ``compile_repeats`` times from scratch, interleaved; the
+    median compile time and the memory analysis go into ``result`` when given.
+    """
+    made = {c.name: c.factory(spec) for c in contenders}
+    jax_ones = [c for c in contenders if is_jax(c) and made[c.name] is not None]
+    abstract_p, abstract_g = _abstract(params), _abstract(grads)
+    compiled, seconds = {}, {c.name: [] for c in jax_ones}
+    for _ in range(compile_repeats):
+        for c in jax_ones:
+            exe, s = timing.compile_step(made[c.name], APPLY_UPDATES[c.library], abstract_p,
+                                         abstract_g)
+            compiled[c.name] = exe
+            seconds[c.name].append(s)
+    runners: dict[str, Runner] = {}
+    for c in contenders:
+        opt = made[c.name]
+        if opt is None or (not is_jax(c) and device is None):
+            if result is not None:
+                result.step_seconds[(spec.name, c.name)] = None
+            continue
+        if is_jax(c):
+            runner = JaxRunner(compiled[c.name], opt, params, grads)
+            if result is not None:
+                result.compile_seconds[(spec.name, c.name)] = float(np.median(seconds[c.name]))
+                row = memory.analyse(compiled[c.name], runner.state_bytes(), runner.peak_delta())
+                if row is not None:
+                    result.memory[(spec.name, c.name)] = row
+        else:
+            runner = TorchRunner(opt, params, grads, device)
+        runners[c.name] = runner
+    return runners
+
+
+def run_shape(
+    shape: Shape,
+    optimizers: Sequence[str],
+    contenders: Sequence[Contender],
+    settings: Settings,
+    device: str | None,
+) -> ShapeResult:
+    """Compile, analyse and time every optimizer × contender on one tree."""
+    log(f"shape: {shape.title}")
+    result = ShapeResult(shape, list(optimizers), [c.name for c in contenders])
+    params = shapes.host_tree(shape, seed=0, scale=0.02)
+    grads = shapes.host_tree(shape, seed=1, scale=0.01)
+    for name in optimizers:
+        spec = OPTIMIZERS[name]
+        runners = build_runners(spec, contenders, params, grads, device, result,
+                                settings.compile_repeats)
+        for c in runners:
+            if (name, c) in result.compile_seconds:
+                log(f"  {name} {c}: compiled in {result.compile_seconds[(name, c)]:.3f} s")
+        times, result.rounds[name] = timing.interleaved(
+            runners, settings.rounds, settings.warmup_steps, settings.round_seconds,
+            settings.budget_seconds,
+        )
+        result.step_seconds.update({(name, c): t for c, t in times.items()})
+        log(f"  {name} ({result.rounds[name]} rounds): "
+            + ", ".join(f"{c} {t * 1e3:.3f} ms" for c, t in times.items()))
+        del runners
+        gc.collect()
+    return result
+
+
+def run(settings: Settings, command: str, date: str) -> Results:
+    """The whole benchmark, as :class:`Results`."""
+    plat = platform()
+    device = torch_device(plat)
+    log(f"JAX platform {plat}; torch contenders on {device or 'nothing (n/a)'}")
+    description = machine.describe()  # before the run, so the load average is other work's
+    with timing.no_persistent_cache():
+        timing.warm_up_compiler()
+        copy_bytes = settings.copy_bytes * (1 if plat == "cpu" else 8)
+        before = bandwidth.measure(copy_bytes, settings.copy_trials, plat, device)
+        names = list(OPTIMIZERS)
+        per_shape = [
+            run_shape(s, names, CONTENDERS, settings, device)
+            for s in shapes.benchmark_shapes(settings.quick)
+        ]
+        large = None
+        if plat == "gpu":
+            fused = [c for c in CONTENDERS if is_jax(c) or c.name == "torch fused"]
+            large = run_shape(shapes.gpu_large_shape(settings.quick), ["Adam"], fused,
+                              settings, device)
+        after = bandwidth.measure(copy_bytes, settings.copy_trials, plat, device)
+    return Results(
+        settings=settings,
+        command=command,
+        date=date,
+        platform=plat,
+        machine=description,
+        bandwidth=bandwidth.best_of(before, after),
+        shapes=per_shape,
+        large=large,
+        bytes_per_param={n: s.bytes_per_param for n, s in OPTIMIZERS.items()},
+    )
