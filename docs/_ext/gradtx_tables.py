@@ -276,7 +276,15 @@ class TorchOptimizerTable(SphinxDirective):
                           "explanation in docs/_ext/gradtx_tables.py", info.torch_class, arg)
                     why = "No counterpart (not yet explained)."
                 rows.append([f"`{arg}`", f"`{torch_default}`", "—", "", "", why])
-        for gx_arg in gx_sig.keys() - reached:
+        for gx_arg in sorted(gx_sig.keys() - reached):
+            if gx_arg.endswith("_dtype"):
+                # Storage only, no torch counterpart: torch keeps every state in its
+                # parameter's dtype, which is what the default None does.
+                rows.append(["—", "", f"`{gx_arg}`", f"`{_fmt(gx_sig[gx_arg].default)}`", "no",
+                             "gradtx only: the dtype this moment is stored in (e.g. "
+                             "`jnp.bfloat16` halves it). torch keeps the parameter's dtype, "
+                             "as the default `None` does."])
+                continue
             _warn(self, "gradtx.%s argument %r matches no torch.optim.%s argument", name,
                   gx_arg, info.torch_class)
 
