@@ -132,27 +132,15 @@ def train(
     batches for a given ``shuffle_seed``, for every optimizer."""
     data = digits.load()
     params = task.init(SEED)
-    stream = digits.batches(data, shuffle_seed)
-    xs, ys = map(np.stack, zip(*(next(stream) for _ in range(steps)), strict=True))
 
-    def loss_fn(p, x, y):
-        return digits.cross_entropy(task.logits(p, x), y)
+    def evaluate(final):
+        logits = task.logits(final, data.x_test)
+        return digits.cross_entropy(logits, data.y_test), digits.accuracy(logits, data.y_test)
 
-    def step(carry, batch):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
-        updates, s = opt.update(grads, s, p)
-        return (gx.apply_updates(p, updates), s), loss
-
-    @jax.jit
-    def run(params, xs, ys):
-        (params, state), losses = jax.lax.scan(step, (params, opt.init(params)), (xs, ys))
-        logits = task.logits(params, data.x_test)
-        test_loss = digits.cross_entropy(logits, data.y_test)
-        accuracy = digits.accuracy(logits, data.y_test)
-        return jnp.mean(losses[-window:]), test_loss, accuracy, state
-
-    loss, test_loss, accuracy, state = jax.block_until_ready(run(params, xs, ys))
+    losses, state, (test_loss, accuracy) = digits.train_scan(
+        opt, params, task.logits, steps, shuffle_seed, evaluate
+    )
+    loss = jnp.mean(losses[-window:])
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
     return {
         "train_loss": float(loss),

@@ -559,25 +559,14 @@ def train_digits_mlp(opt, steps=300):
     end, mean loss of the last 50 batches, final state)."""
     data = digits.load()
     params = digits.init_mlp(seed=0, hidden=128)  # 64x128 (8192) and 128x10 (1280) weights
-    stream = digits.batches(data, seed=0)
-    xs, ys = map(np.stack, zip(*(next(stream) for _ in range(steps)), strict=True))
 
-    def loss_fn(p, x, y):
-        return digits.cross_entropy(digits.mlp_logits(p, x), y)
+    def full_loss(final):
+        return digits.cross_entropy(digits.mlp_logits(final, data.x_train), data.y_train)
 
-    def step(carry, batch):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
-        updates, s = opt.update(grads, s, p)
-        return (gx.apply_updates(p, updates), s), loss
-
-    @jax.jit
-    def run(params):
-        (params, state), losses = jax.lax.scan(step, (params, opt.init(params)), (xs, ys))
-        return loss_fn(params, data.x_train, data.y_train), jnp.mean(losses[-50:]), state
-
-    full, recent, state = run(params)
-    return float(full), float(recent), state
+    losses, state, full = digits.train_scan(
+        opt, params, digits.mlp_logits, steps, seed=0, evaluate=full_loss
+    )
+    return float(full), float(jnp.mean(losses[-50:])), state
 
 
 def test_quantized_adam_trains_like_float32_adam():

@@ -134,3 +134,40 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean(jnp.argmax(logits, axis=1) == labels)
+
+
+def train_scan(
+    opt,
+    params: Params,
+    logits_fn,
+    steps: int,
+    seed: int = 0,
+    evaluate=lambda params: (),
+):
+    """``steps`` minibatch steps of ``opt`` on the digits training set as one compiled
+    ``jax.lax.scan`` (batches drawn by :func:`batches` with ``seed``).
+
+    Returns ``(losses, state, evaluate(final_params))``: the per-step minibatch losses, the
+    final optimizer state, and whatever ``evaluate`` computes from the final parameters inside
+    the same compiled program."""
+    from gradtx.core import apply_updates  # gradtx.compare is an optional extra of gradtx
+
+    data = load()
+    stream = batches(data, seed)
+    xs, ys = map(np.stack, zip(*(next(stream) for _ in range(steps)), strict=True))
+
+    def loss_fn(p, x, y):
+        return cross_entropy(logits_fn(p, x), y)
+
+    def step(carry, batch):
+        p, s = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
+        updates, s = opt.update(grads, s, p)
+        return (apply_updates(p, updates), s), loss
+
+    @jax.jit
+    def run(params, xs, ys):
+        (params, state), losses = jax.lax.scan(step, (params, opt.init(params)), (xs, ys))
+        return losses, state, evaluate(params)
+
+    return jax.block_until_ready(run(params, xs, ys))
