@@ -63,8 +63,10 @@ the leaves that are quantized; the step counters and hyperparameters stay as the
 What is quantized, and what is not
 ----------------------------------
 
-* Floating-point leaves with at least ``min_size`` elements: quantized.
-* Smaller leaves (scalars, hyperparameters, biases, small layers), integer and boolean leaves
+* Floating-point leaves of at least one dimension and at least ``min_size`` elements:
+  quantized.
+* Smaller leaves (biases, small layers), 0-d leaves (hyperparameters, scalars, whatever
+  ``min_size``), integer and boolean leaves
   (step counters, flags): kept exactly as the inner optimizer left them. Their share of the
   memory is small, and a scalar such as a learning rate must not move.
 * The state of a :func:`quantize_state` nested inside ``inner``: left to that one.
@@ -319,7 +321,8 @@ def quantize_state(
         inner: the optimizer whose state to quantize, any transformation.
         block_size: elements per scale, a positive int. Smaller blocks follow the local scale
             of the values more closely and cost :math:`4/B` bytes per element more.
-        min_size: the fewest elements a leaf needs to be quantized, an int :math:`\ge 0`.
+        min_size: the fewest elements a leaf needs to be quantized, an int :math:`\ge 0`;
+            0-d leaves are never quantized.
 
     Reference: Dettmers, Lewis, Shleifer and Zettlemoyer (2021), "8-bit Optimizers via
     Block-wise Quantization" (dynamic tree quantization, block-wise absmax scaling). torch.optim
@@ -346,7 +349,14 @@ def quantize_state(
     threshold = max(int(min_size), 1)  # an empty leaf has nothing to save
 
     def encode(x):
-        if _opaque(x) or not _is_float_array(x) or math.prod(np.shape(x)) < threshold:
+        # 0-d leaves (hyperparameters, scalars) are never quantized: they would not shrink (one
+        # code plus a float32 scale), and a float64 hyperparameter would lose digits.
+        if (
+            _opaque(x)
+            or not _is_float_array(x)
+            or np.ndim(x) == 0
+            or math.prod(np.shape(x)) < threshold
+        ):
             return x
         return quantize_blockwise(x, block_size)
 
