@@ -81,6 +81,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Any|Callable|Iterable|Mapping|Sequence|NamedTuple|Protocol)"),
     (r"py:.*", r"(PyTree|Mask|InitFn|UpdateFn)"),  # internal aliases, described in the text
     (r"py:.*", r"(float|int|bool|str|None|tuple|list|dict)"),
+    (r"py:.*", r"(SearchStrategy|OptimizerInfo)"),  # hypothesis's type; the registry's record
 ]
 
 # --- HTML ------------------------------------------------------------------------------------
