@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx import validation
+
 PyTree = Any
 
 
@@ -96,11 +98,28 @@ def map_state(
     return jax.tree_util.tree_map(fn, updates, *state_trees)
 
 
+def fill_like(p, value=0.0, dtype=None) -> jax.Array:
+    """An array shaped like the parameter ``p`` filled with ``value``, in ``dtype`` or, when it
+    is None, in ``p``'s dtype, and sharded like ``p``, eagerly and under jit."""
+    out = jnp.full_like(p, value, dtype=dtype)
+    if validation.is_traced(p):
+        # Eagerly full_like copies p's sharding, but under jit p's sharding is unknown while
+        # tracing, and a constant depends on no input, so the partitioner would place it on
+        # its own (replicated, or on one device). Selecting elementwise between the fill and p
+        # ties the two, so p's sharding propagates to the fill (at the cost of reading p once
+        # at init). The predicate is a False behind a barrier, so that it is not folded away
+        # before propagation. (jax.experimental.shard_alike ties arrays too, but in jax 0.10
+        # its calls on equal shapes lower to one sharding group, tying unrelated parameters.)
+        never = jax.lax.optimization_barrier(jnp.zeros((), bool))
+        out = jnp.where(never, jax.lax.convert_element_type(p, out.dtype), out)
+    return out
+
+
 def full_like(params: PyTree, value=0.0, dtype=None) -> PyTree:
     """A tree shaped like ``params`` filled with ``value``, each leaf in ``dtype`` or, when it
-    is None, in its parameter's dtype (and, for sharded arrays, with its parameter's
-    sharding)."""
-    return jax.tree_util.tree_map(lambda p: jnp.full_like(p, value, dtype=dtype), params)
+    is None, in its parameter's dtype, and sharded like its parameter (see
+    :func:`fill_like`)."""
+    return jax.tree_util.tree_map(lambda p: fill_like(p, value, dtype), params)
 
 
 def widen(*leaves: jax.Array) -> tuple[jax.Array, ...]:

@@ -24,6 +24,9 @@ def concrete(value) -> np.ndarray | None:
         raise TypeError(f"expected a number or an array, got {value!r}") from err
 
 
+_NOT_NUMBERS = (bool, np.bool_, str, bytes, list, tuple, dict, set)
+
+
 def check_interval(
     name: str,
     value,
@@ -34,7 +37,12 @@ def check_interval(
     high_closed: bool = True,
 ) -> None:
     """Raises ``ValueError`` naming ``name`` when a concrete ``value`` is NaN or outside the
-    interval. Traced values and schedules pass."""
+    interval, and ``TypeError`` naming it when ``value`` is not a number, an array or a schedule
+    (a string, a list, ``None``, a bool). Traced values and schedules pass."""
+    if value is None or isinstance(value, _NOT_NUMBERS):
+        # NumPy would read "0.1" and [0.1] as numbers and True as 1: refuse them by name here
+        # rather than fail later inside a step (or silently run with them).
+        raise TypeError(f"`{name}` must be a number, an array or a schedule, got {value!r}.")
     try:
         arr = concrete(value)
     except TypeError as err:

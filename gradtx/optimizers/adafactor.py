@@ -137,4 +137,5 @@ def adafactor(
         None if validation.is_static_zero(b1) else ema(b1, dtype=mu_dtype),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(relative_step_size if learning_rate is None else learning_rate),
+        real_only="adafactor",
     )

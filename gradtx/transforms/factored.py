@@ -98,7 +98,7 @@ def scale_by_factored_rms(
             if _is_factored(shape, factored):
                 col_shape = shape[:-2] + shape[-1:]
                 return jnp.zeros(shape[:-1], dtype), jnp.zeros(col_shape, dtype), _empty(p)
-            return _empty(p), _empty(p), jnp.zeros(shape, dtype)
+            return _empty(p), _empty(p), _tree.fill_like(p, 0.0, dtype)
 
         row, col, full = _tree.split_tuples(
             jax.tree_util.tree_map(slots, params), params, 3
@@ -124,12 +124,16 @@ def scale_by_factored_rms(
                 row = ema_update(row, jnp.mean(squares, axis=-1), decay)
                 col = ema_update(col, jnp.mean(squares, axis=-2), decay)
                 row_mean = jnp.mean(row, axis=-1, keepdims=True)
+                # All-zero rows (eps underflowed, zero gradients) give V = 0 rather than 0/0.
+                row_mean = jnp.where(row_mean == 0, 1, row_mean)
                 v = (row / row_mean)[..., :, None] * col[..., None, :]
             else:
                 full = ema_update(full, squares, decay)
                 v = full
-            positive = v > 0
-            out = jnp.where(positive, u / jnp.sqrt(jnp.where(positive, v, 1)), 0)
+            # 0 only where V is exactly 0 (V >= 0): a NaN in V stays NaN in the output, so a
+            # NaN gradient shows in the parameters instead of silently zeroing their step.
+            zero = v == 0
+            out = jnp.where(zero, 0, u / jnp.sqrt(jnp.where(zero, 1, v)))
             return out.astype(dtype), row, col, full
 
         quads = jax.tree_util.tree_map_with_path(leaf, updates, state.row, state.col, state.full)

@@ -1,0 +1,530 @@
+"""Bad inputs, for every optimizer in the registry: invalid hyperparameters of every argument,
+gradient trees that do not fit the parameters or the state, integer and bool leaves, mixed
+floating-point widths, NaN and Inf gradients, and complex parameters. docs/guarantees.md
+states what these tests check.
+
+tests/test_matrix.py already covers, and this file does not repeat: the registry's ``invalid``
+hyperparameters (ValueError naming the argument, and traced values accepted), flat trees with a
+missing, extra or reshaped gradient leaf (eager and jit), None leaves and empty trees.
+tests/test_wrappers.py covers apply_if_finite's counters, its threshold and vmap.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx as gx
+from gradtx.optimizers import registry
+from gradtx.optimizers.registry import OPTIMIZERS
+
+BY_NAME = {"ids": lambda info: info.name}
+MODES = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+W = r"\['layer'\]\['w'\]"  # the path the tree tests break
+
+tree_leaves = jax.tree_util.tree_leaves
+tree_map = jax.tree_util.tree_map
+
+
+def _params(dtype=jnp.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "layer": {
+            "w": jnp.asarray(rng.normal(size=(4, 3)), dtype),
+            "b": jnp.asarray(rng.normal(size=(3,)), dtype),
+        },
+        "head": jnp.asarray(rng.normal(), dtype),
+    }
+
+
+def _grads(params, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [
+        tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+        for _ in range(steps)
+    ]
+
+
+def _with_w(tree, value):
+    return {**tree, "layer": {**tree["layer"], "w": value}}
+
+
+def _update_fn(opt, jit):
+    return jax.jit(opt.update) if jit else opt.update
+
+
+def _assert_trees_equal(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(tree_leaves(a), tree_leaves(b), strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters: every argument of every factory, read from its signature.
+
+STATIC_INTS = {"sync_period"}  # Python ints fixed at build time (lookahead's period)
+NONE_ALLOWED = {("adafactor", "learning_rate"), ("adafactor", "clipping_threshold")}
+
+
+def _kind(name, default):
+    if name.endswith("_dtype"):
+        return "dtype"
+    if name in STATIC_INTS:
+        return "static_int"
+    if isinstance(default, bool):
+        return "switch"
+    if isinstance(default, (int, float)) or callable(default):  # callable: a default schedule
+        return "number"
+    return None
+
+
+def _arguments(kind):
+    return [
+        pytest.param(info, name, id=f"{info.name}-{name}")
+        for info in OPTIMIZERS
+        for name, p in inspect.signature(info.factory).parameters.items()
+        if _kind(name, p.default) == kind
+    ]
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_every_argument_is_covered_by_a_check_below(info):
+    """A new argument that is none of a number, a switch, a state dtype or a static int would
+    escape the checks of this section: classify it here first."""
+    for name, p in inspect.signature(info.factory).parameters.items():
+        assert _kind(name, p.default) is not None, f"{info.name}: unclassified {name!r}"
+        assert p.kind is not inspect.Parameter.VAR_KEYWORD
+
+
+OUT_OF_RANGE = (-1.0, -1, math.nan, np.float64(-1.0), jnp.asarray(-1.0), jnp.asarray(math.nan),
+                np.asarray([0.1, -1.0]))
+WRONG_TYPES = ("0.1", b"0.1", [0.1], (0.1,), {"value": 0.1}, True, False, 1 + 1j, object())
+
+
+@pytest.mark.parametrize(("info", "name"), _arguments("number"))
+def test_numeric_hyperparameters_refuse_bad_values_by_name(info, name):
+    """Negative, NaN (Python, NumPy or JAX, scalar or array): ValueError; a string, list,
+    tuple, dict, bool, complex or None: TypeError. Both name the argument."""
+    pattern = f"`{name}`"
+    for bad in OUT_OF_RANGE:
+        with pytest.raises(ValueError, match=pattern):
+            info.factory(**{name: bad})
+    wrong = WRONG_TYPES + (() if (info.name, name) in NONE_ALLOWED else (None,))
+    for bad in wrong:
+        with pytest.raises(TypeError, match=pattern):
+            info.factory(**{name: bad})
+
+
+def test_a_bool_that_slipped_position_is_refused():
+    with pytest.raises(TypeError, match="`dampening`"):
+        gx.sgd(0.1, 0.9, True)  # meant nesterov=True
+
+
+@pytest.mark.parametrize(("info", "name"), _arguments("switch"))
+def test_switches_refuse_anything_but_a_python_bool(info, name):
+    for bad in ("yes", 1, 0, None, jnp.asarray(True)):
+        with pytest.raises(TypeError, match=f"`{name}`"):
+            info.factory(**{name: bad})
+
+
+@pytest.mark.parametrize(("info", "name"), _arguments("dtype"))
+def test_state_dtypes_refuse_non_floating_dtypes(info, name):
+    for bad in (jnp.int32, jnp.bool_, jnp.complex64, "not-a-dtype", 3):
+        with pytest.raises(TypeError, match=f"`{name}`"):
+            info.factory(**{name: bad})
+
+
+@pytest.mark.parametrize(("info", "name"), _arguments("static_int"))
+def test_static_ints_refuse_anything_but_a_positive_int(info, name):
+    for bad in (0, -1, 2.5, math.nan, "5", True, None):
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            info.factory(**{name: bad})
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_a_torch_style_argument_name_is_refused(info):
+    with pytest.raises(TypeError, match="'lr'"):
+        info.factory(lr=0.1)
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_set_hyperparam_refuses_bad_values_by_name(info):
+    state = info.factory(**info.example).init({"w": jnp.ones(3)})
+    assert "learning_rate" in state.hyperparams
+    for name in state.hyperparams:
+        for bad in (-1.0, math.nan, jnp.asarray(math.nan)):
+            with pytest.raises(ValueError, match=f"`{name}`"):
+                gx.set_hyperparam(state, name, bad)
+        for bad in ("0.1", [0.1], None, True):
+            with pytest.raises(TypeError, match=f"`{name}`"):
+                gx.set_hyperparam(state, name, bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees: nested paths, the state made for other parameters, and leaf kinds.
+
+
+@MODES
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_nested_mismatches_name_the_nested_path(info, jit):
+    params = _params()
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    update = _update_fn(opt, jit)
+    grads = _grads(params, 1)[0]
+    layer = grads["layer"]
+
+    with pytest.raises(ValueError, match=W):
+        update({**grads, "layer": {"b": layer["b"]}}, state, params)
+    with pytest.raises(ValueError, match=r"\['layer'\]\['extra'\]"):
+        update({**grads, "layer": {**layer, "extra": layer["b"]}}, state, params)
+    with pytest.raises(ValueError, match=W + r".*\(3, 4\).*\(4, 3\)"):
+        update(_with_w(grads, layer["w"].T), state, params)
+    with pytest.raises(ValueError, match=W + ".*None"):
+        update(_with_w(grads, None), state, params)
+
+
+@MODES
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_a_state_made_for_other_parameters_names_the_path(info, jit):
+    """Gradients and parameters that agree with each other but not with the state ``init``
+    built: the state's per-parameter entries name the path."""
+    params = _params()
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    update = _update_fn(opt, jit)
+    other = _with_w(params, jnp.ones((5, 3)))
+    with pytest.raises(ValueError, match=W):
+        update(_grads(other, 1)[0], state, other)
+    renamed = {**params, "layer": {"v": params["layer"]["w"], "b": params["layer"]["b"]}}
+    with pytest.raises(ValueError, match=r"\['layer'\]\['(v|w)'\]"):
+        update(_grads(renamed, 1)[0], state, renamed)
+
+
+BAD_GRADIENT_KINDS = {
+    "int": lambda w: w.astype(jnp.int32),
+    "bool": lambda w: w > 0,
+    "float0": lambda w: np.zeros(w.shape, jax.dtypes.float0),
+    "complex-for-real": lambda w: w.astype(jnp.complex128),
+}
+
+
+@MODES
+@pytest.mark.parametrize("kind", list(BAD_GRADIENT_KINDS))
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_a_gradient_of_another_kind_names_the_path(info, kind, jit):
+    params = _params()
+    opt = info.factory(**info.example)
+    state = opt.init(params)
+    grads = _grads(params, 1)[0]
+    bad = _with_w(grads, BAD_GRADIENT_KINDS[kind](grads["layer"]["w"]))
+    with pytest.raises(TypeError, match=W):
+        _update_fn(opt, jit)(bad, state, params)
+
+
+WRAPPERS = {"lookahead_sgd", "param_average_adam"}  # they refuse a call without params
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_integer_gradients_without_params_name_the_path(info):
+    params = _params()
+    opt = info.factory(**info.example)
+    grads = _grads(params, 1)[0]
+    bad = _with_w(grads, grads["layer"]["w"].astype(jnp.int32))
+    error, pattern = (
+        (ValueError, "needs the parameters") if info.name in WRAPPERS else (TypeError, W)
+    )
+    with pytest.raises(error, match=pattern):
+        opt.update(bad, opt.init(params))
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.int64, jnp.uint8, jnp.bool_],
+                         ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_integer_and_bool_parameters_are_refused_by_path(info, dtype):
+    params = {**_params(), "layer": {**_params()["layer"], "step": jnp.zeros((), dtype)}}
+    opt = info.factory(**info.example)
+    for init in (opt.init, jax.jit(opt.init)):
+        with pytest.raises(TypeError, match=r"\['layer'\]\['step'\].*set_to_zero"):
+            init(params)
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_the_suggested_remedy_for_integer_leaves_works(info):
+    """The error suggests a group of their own with set_to_zero: the integer leaf stays as it
+    is, in its dtype, and the others train."""
+    params = {**_params(), "step": jnp.asarray(7, jnp.int32)}
+    labels = tree_map(lambda p: "frozen" if p.dtype == jnp.int32 else "train", params)
+    opt = gx.multi_transform(
+        {"train": info.factory(**info.example), "frozen": gx.set_to_zero()}, labels
+    )
+    state = opt.init(params)
+    grads = {**_grads(_params(), 1)[0], "step": jnp.asarray(1, jnp.int32)}
+    updates, state = opt.update(grads, state, params)
+    new = gx.apply_updates(params, updates)
+    assert new["step"].dtype == jnp.int32 and int(new["step"]) == 7
+    assert not np.allclose(new["layer"]["w"], params["layer"]["w"])
+
+
+WIDTHS = [(jnp.float64, jnp.float32), (jnp.float32, jnp.float64), (jnp.float32, jnp.bfloat16)]
+
+
+@pytest.mark.parametrize(("param_dtype", "grad_dtype"), WIDTHS,
+                         ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_another_float_width_is_cast_to_the_parameter_dtype(info, param_dtype, grad_dtype):
+    """Gradients in another floating-point width give exactly the run on the gradients cast to
+    the parameters' dtype beforehand: same updates (in the parameters' dtype), same state."""
+    params = _params(param_dtype)
+    grads = _grads(_params(grad_dtype), 3)
+    opt = info.factory(**info.example)
+
+    def run(gs):  # eager: the same operations in both runs, so bit for bit the same result
+        p, s, out = params, opt.init(params), []
+        for g in gs:
+            u, s = opt.update(g, s, p)
+            out.append(u)
+            p = gx.apply_updates(p, u)
+        return out, s
+
+    mixed, mixed_state = run(grads)
+    cast, cast_state = run([tree_map(lambda g: g.astype(param_dtype), gs) for gs in grads])
+    _assert_trees_equal(mixed, cast)
+    _assert_trees_equal(mixed_state, cast_state)
+    assert all(u.dtype == param_dtype for u in tree_leaves(mixed))
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN and Inf gradients: no filtering by default; apply_if_finite skips the step.
+
+SIGN_BASED = {"lion", "sign_sgd"}  # sign(±inf) = ±1: an infinite gradient gives a finite step
+
+
+def _finite(x) -> bool:
+    return bool(jnp.all(jnp.isfinite(x)))
+
+
+@pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_non_finite_gradients_propagate_by_default(info, bad_value):
+    """As in torch: nothing is filtered. A NaN reaches the parameter and the state; an Inf
+    reaches the state and, except for sign-based steps, the parameter. Other leaves take
+    exactly the step they take without the bad leaf."""
+    params = _params()
+    opt = info.factory(**info.example)
+    step = jax.jit(opt.update)
+    state = opt.init(params)
+    first, second = _grads(params, 2)
+    updates, state = step(first, state, params)
+    params = gx.apply_updates(params, updates)
+
+    w = second["layer"]["w"].at[1, 2].set(bad_value)
+    bad_updates, bad_state = step(_with_w(second, w), state, params)
+    new = gx.apply_updates(params, bad_updates)
+    state_leaves = [x for x in tree_leaves(bad_state.inner_state)
+                    if jnp.issubdtype(x.dtype, jnp.inexact)]
+    assert not all(_finite(x) for x in state_leaves)
+    if math.isnan(bad_value):
+        assert bool(jnp.any(jnp.isnan(new["layer"]["w"])))
+    else:
+        assert _finite(new["layer"]["w"]) == (info.name in SIGN_BASED)
+
+    clean_updates, _ = step(_with_w(second, jnp.zeros_like(w)), state, params)
+    np.testing.assert_array_equal(bad_updates["layer"]["b"], clean_updates["layer"]["b"])
+    np.testing.assert_array_equal(bad_updates["head"], clean_updates["head"])
+
+
+@MODES
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
+    """Bad steps (a NaN, then an Inf) between good ones: the updates are zeros, the inner
+    state is returned bit for bit, and the run afterwards is exactly the run that never saw
+    them."""
+    params = _params()
+    good = _grads(params, 4)
+    nan = _with_w(good[0], good[0]["layer"]["w"].at[0, 0].set(math.nan))
+    inf = {**good[1], "head": jnp.asarray(math.inf)}
+    opt = info.factory(**info.example)
+    guarded = gx.apply_if_finite(opt, max_consecutive_errors=2)
+    step, guarded_step = _update_fn(opt, jit), _update_fn(guarded, jit)
+
+    p, s = params, opt.init(params)
+    expected = []
+    for g in good:
+        u, s = step(g, s, p)
+        p = gx.apply_updates(p, u)
+        expected.append(p)
+
+    p, gs = params, guarded.init(params)
+    got = []
+    for g in [good[0], nan, inf, good[1], good[2], nan, good[3]]:
+        before = gs.inner_state
+        u, gs = guarded_step(g, gs, p)
+        if g is nan or g is inf:
+            assert all(not np.any(np.asarray(x)) for x in tree_leaves(u))
+            _assert_trees_equal(gs.inner_state, before)
+        else:
+            p = gx.apply_updates(p, u)
+            got.append(p)
+    assert int(gs.total_notfinite) == 3
+    for a, b in zip(got, expected, strict=True):
+        _assert_trees_equal(a, b)
+    _assert_trees_equal(gs.inner_state, s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Complex parameters: pairs of reals, as torch.optim treats them.
+
+
+def _complex_params(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def draw(*shape):
+        return jnp.asarray(rng.normal(size=shape) + 1j * rng.normal(size=shape), jnp.complex128)
+
+    return {"w": draw(4, 3), "b": draw(3), "s": draw()}
+
+
+def _complex_grads(params, steps, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(steps):
+        g = {k: rng.normal(size=p.shape) + 1j * rng.normal(size=p.shape)
+             for k, p in params.items()}
+        out.append({k: jnp.asarray(0 * v if t == 3 else v, jnp.complex128) for k, v in g.items()})
+    return out
+
+
+def _gradtx_run(opt, params, grads):
+    step = jax.jit(opt.update)
+    state, traj = opt.init(params), []
+    for g in grads:
+        updates, state = step(g, state, params)
+        params = gx.apply_updates(params, updates)
+        traj.append(params)
+    return traj, state
+
+
+def _torch_complex_run(torch, info, kwargs, params, grads):
+    keys = sorted(params)
+    tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in keys]
+    opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+    traj = []
+    for g in grads:
+        for tensor, k in zip(tensors, keys, strict=True):
+            tensor.grad = torch.tensor(np.asarray(g[k]))
+        opt.step()
+        traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
+    return traj
+
+
+def _complex_configs(info):
+    """The registry's example, then every switch on with weight decay and momentum."""
+    loaded = dict(info.example)
+    for name, values in info.grid.items():
+        if all(isinstance(v, bool) for v in values):
+            loaded[name] = True
+    for name, value in (("weight_decay", 0.1), ("momentum", 0.9), ("lr_decay", 0.01)):
+        if name in info.grid:
+            loaded[name] = value
+    return [c for c in (dict(info.example), loaded) if info.constraint(c)]
+
+
+@pytest.mark.parametrize("info", registry.with_torch_equivalent(), **BY_NAME)
+def test_complex_parameters_match_torch(info, torch_float64):
+    params = _complex_params()
+    grads = _complex_grads(params, 12)
+    configs = _complex_configs(info)
+    assert len(configs) == 2
+    for kwargs in configs:
+        ours, _ = _gradtx_run(info.factory(**kwargs), params, grads)
+        theirs = _torch_complex_run(torch_float64, info, kwargs, params, grads)
+        for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            for k in params:
+                assert a[k].dtype == jnp.complex128
+                np.testing.assert_allclose(
+                    a[k], b[k], rtol=1e-9, atol=1e-12, err_msg=f"{kwargs} step {step} {k}"
+                )
+
+
+def _stacked(tree):
+    return tree_map(lambda z: jnp.stack([z.real, z.imag]), tree)
+
+
+@pytest.mark.parametrize(
+    "info", [i for i in OPTIMIZERS if i.torch_class is None and i.name != "adafactor"],
+    **BY_NAME,
+)
+def test_complex_parameters_are_pairs_of_reals(info):
+    """Without a torch reference: a complex leaf of shape S steps exactly as the real leaf
+    ``stack([Re, Im])`` of shape (2, *S) does, so LAMB's and LARS's whole-leaf norms are the
+    complex norms."""
+    params = _complex_params()
+    grads = _complex_grads(params, 8)
+    opt = info.factory(**info.example)
+    ours, state = _gradtx_run(opt, params, grads)
+    real, real_state = _gradtx_run(opt, _stacked(params), [_stacked(g) for g in grads])
+    for a, b in zip(ours, real, strict=True):
+        for k in params:
+            assert a[k].dtype == jnp.complex128
+            np.testing.assert_allclose(_stacked(a)[k], b[k], rtol=1e-13, atol=1e-15)
+    # Per-parameter state is the real (2, *S) array; the wrappers' own state (slow weights,
+    # the parameter average) stays complex.
+    for x, y in zip(tree_leaves(state), tree_leaves(real_state), strict=True):
+        if jnp.iscomplexobj(x):
+            assert info.name in WRAPPERS
+            x = jnp.stack([x.real, x.imag])
+        assert x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+def test_adafactor_refuses_complex_parameters_by_path():
+    opt = gx.adafactor(**registry.get("adafactor").example)
+    params = {**_params(), "z": jnp.ones((2, 2), jnp.complex64)}
+    with pytest.raises(TypeError, match=r"adafactor.*\['z'\]"):
+        opt.init(params)
+    real = _params()
+    with pytest.raises(TypeError, match=W):
+        opt.update(_with_w(real, real["layer"]["w"].astype(jnp.complex128)), opt.init(real))
+
+
+@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+def test_a_real_gradient_for_a_complex_parameter_names_the_path(info):
+    if info.name == "adafactor":
+        return  # refuses complex parameters outright (above)
+    params = _complex_params()
+    opt = info.factory(**info.example)
+    grads = _complex_grads(params, 1)[0]
+    with pytest.raises(TypeError, match=r"\['w'\].*complex128"):
+        opt.update({**grads, "w": grads["w"].real}, opt.init(params), params)
+
+
+def test_jax_gradients_of_complex_parameters_are_conjugated_for_torch_parity(torch_float64):
+    """jax.grad of a real loss returns the conjugate of torch's ``z.grad``; conjugated, it
+    drives gradtx's Adam along torch's trajectory on the same loss."""
+    torch = torch_float64
+    target = np.asarray([1 + 2j, -0.5 + 0.25j, 3 - 1j])
+    start = np.asarray([0.5 - 0.25j, 0.0 + 0.0j, -1 + 1j])
+
+    def loss(z):
+        return jnp.sum(jnp.abs(z - target) ** 2 + jnp.real(z) ** 3 / 10)
+
+    opt = gx.adam(learning_rate=0.1, weight_decay=0.01)
+    z, state = jnp.asarray(start), opt.init(jnp.asarray(start))
+    tz = torch.tensor(start, requires_grad=True)
+    topt = torch.optim.Adam([tz], lr=0.1, weight_decay=0.01)
+    for _ in range(15):
+        topt.zero_grad()
+        torch.sum(torch.abs(tz - torch.tensor(target)) ** 2 + tz.real**3 / 10).backward()
+        grad = jnp.conj(jax.grad(loss)(z))
+        np.testing.assert_allclose(grad, tz.grad.numpy(), rtol=1e-12)
+        updates, state = opt.update(grad, state, z)
+        z = gx.apply_updates(z, updates)
+        topt.step()
+        np.testing.assert_allclose(z, tz.detach().numpy(), rtol=1e-9, atol=1e-12)
