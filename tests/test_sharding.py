@@ -1,0 +1,188 @@
+"""gradtx under jax.sharding on 8 simulated CPU devices (docs/sharding.md states what is checked
+here): init keeps each parameter's sharding, eagerly and jitted; elementwise optimizers add no
+collective to a sharded step; global-norm clipping adds one all-reduce; sharded runs equal
+single-device ones; ZeRO-style sharded state stays sharded; the page's examples run.
+
+JAX fixes its device count when it starts, and this process has started it with one device, so
+the checks run in a subprocess (tests/sharding_checks.py) that writes what it measured to a JSON
+file; the tests below assert on it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from gradtx.optimizers.registry import OPTIMIZERS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEVICES = 8
+MESHES = [f"{layout}/{axes}" for layout in ("data8", "data4_model2")
+          for axes in ("Auto", "Explicit")]
+ONE_AXIS = ["data8/Auto", "data8/Explicit"]
+NAMES = [info.name for info in OPTIMIZERS]
+# These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means);
+# every other registry entry works elementwise.
+LAYERWISE = ("lamb", "lars", "adafactor")
+ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
+# Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
+# reductions split over devices add in another order (measured: at most 8e-7).
+TOLERANCE = 5e-6
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("sharding") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.sharding_checks", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(out.read_text())
+
+
+def ndims(result_type: str) -> list[int]:
+    """The rank of each array in an HLO result type such as ``(f32[], f32[16]{0})``."""
+    return [len(dims.split(",")) if dims else 0
+            for dims in re.findall(r"\w+\[([^\]]*)\]", result_type)]
+
+
+def communication(entry: dict) -> dict[str, list[str]]:
+    return {kind: types for kind, types in entry["collectives"].items() if types}
+
+
+def stepped(results, names=NAMES):
+    """(mesh, name) of every optimizer whose sharded step the checks compiled."""
+    return [(mesh, name) for mesh in MESHES for name in names
+            if "collectives" in results["meshes"][mesh][name]]
+
+
+def test_checks_ran_on_eight_devices(results):
+    assert results["devices"] == DEVICES
+    assert sorted(results["meshes"]) == sorted(MESHES)
+    for mesh in MESHES:
+        assert set(NAMES) <= set(results["meshes"][mesh])
+
+
+@pytest.mark.parametrize("mode", ["init_eager", "init_jit"])
+@pytest.mark.parametrize("mesh", MESHES)
+@pytest.mark.parametrize("name", NAMES)
+def test_init_keeps_parameter_sharding(results, name, mesh, mode):
+    report = results["meshes"][mesh][name][mode]
+    assert report["checked"] >= 2  # every entry keeps per-parameter state for some leaves
+    assert report["mismatched"] == []
+    # Only Adafactor keeps non-scalar state of other shapes (its factored statistics).
+    assert not report["other"] or name == "adafactor"
+
+
+def test_both_axis_kinds_and_meshes_step_every_optimizer(results):
+    pairs = stepped(results)
+    for mesh in ("data8/Auto", "data4_model2/Auto"):
+        assert {name for m, name in pairs if m == mesh} == set(NAMES)
+    for mesh in ("data8/Explicit", "data4_model2/Explicit"):
+        assert "adam" in {name for m, name in pairs if m == mesh}
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_step_has_no_collectives(results, name, mesh):
+    entry = results["meshes"][mesh][name]
+    if "collectives" in entry:
+        assert communication(entry) == {}
+    else:
+        assert mesh.endswith("Explicit")  # with Explicit axes only Adam's step is compiled
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+@pytest.mark.parametrize("name", ["lamb", "lars"])
+def test_trust_ratio_step_all_reduces_scalars_only(results, name, mesh):
+    found = communication(results["meshes"][mesh][name])
+    assert set(found) == {"all-reduce"}
+    assert all(rank == 0 for t in found["all-reduce"] for rank in ndims(t))
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_adafactor_step_moves_statistics_not_parameters(results, mesh):
+    found = communication(results["meshes"][mesh]["adafactor"])
+    assert set(found) <= {"all-reduce", "all-gather"}
+    assert found
+    assert all(rank <= 1 for types in found.values() for t in types for rank in ndims(t))
+
+
+@pytest.mark.parametrize("mesh", ONE_AXIS)
+@pytest.mark.parametrize("base", ["sgd_plain", "adam"])
+def test_clipping_adds_one_all_reduce(results, base, mesh):
+    runs = results["meshes"][mesh]
+    assert communication(runs[base]) == {}
+    found = communication(runs["clip+" + base])
+    assert list(found) == ["all-reduce"]
+    assert len(found["all-reduce"]) == 1
+    assert all(rank == 0 for rank in ndims(found["all-reduce"][0]))  # scalars: partial sums
+
+
+def test_clipping_adds_one_all_reduce_when_leaves_split_over_the_whole_2d_mesh(results):
+    runs = results["fsdp_clipping"]
+    assert communication(runs["sgd_plain"]) == {}
+    found = communication(runs["clip+sgd_plain"])
+    assert list(found) == ["all-reduce"] and len(found["all-reduce"]) == 1
+
+
+@pytest.mark.parametrize("mesh", ["data4_model2/Auto", "data4_model2/Explicit"])
+def test_clipping_on_mixed_2d_layout_all_reduces_scalars_only(results, mesh):
+    found = communication(results["meshes"][mesh]["clip+adam"])
+    assert list(found) == ["all-reduce"]
+    assert all(rank == 0 for t in found["all-reduce"] for rank in ndims(t))
+
+
+def test_sharded_runs_equal_single_device_runs(results):
+    differences = {
+        f"{mesh} {name}": entry["relative_difference"]
+        for mesh, runs in results["meshes"].items()
+        for name, entry in runs.items() if "relative_difference" in entry
+    }
+    differences.update({f"fsdp {name}": entry["relative_difference"]
+                        for name, entry in results["fsdp_clipping"].items()})
+    assert len(differences) >= 2 * len(NAMES)
+    too_far = {k: v for k, v in differences.items() if not v <= TOLERANCE}
+    assert too_far == {}
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_step_jitted_without_shardings_keeps_them(results, mesh):
+    assert results["meshes"][mesh]["adam"]["free_step_mismatched"] == []
+
+
+@pytest.mark.parametrize("axes", ["Auto", "Explicit"])
+def test_zero_style_state_stays_sharded(results, axes):
+    zero = results["zero"][axes]
+    assert zero["init_sharded_as_asked"]
+    assert zero["state_sharded_after_steps"] == []
+    assert zero["split_leaves"] >= 8  # both moments of the four leaves whose first axis splits
+    assert zero["split_bytes_device0"] * DEVICES == zero["split_bytes_total"]
+    # Each device updates its slice of the state; the updates are gathered to every device.
+    assert set(communication(zero)) == {"all-gather"}
+    assert zero["relative_difference"] <= TOLERANCE
+
+
+@pytest.mark.parametrize("axes", ["Auto", "Explicit"])
+def test_data_parallel_optimizer_adds_no_communication(results, axes):
+    runs = results["data_parallel"][axes]
+    gradient_only = communication(runs["sgd_plain"])
+    assert list(gradient_only) == ["all-reduce"]  # the gradient's mean over the split batch
+    for name in ("adam", "clip+adam"):
+        assert communication(runs[name]) == gradient_only
+        # The eager init replicates the state like the parameters.
+        assert runs[name]["state"]["mismatched"] == [] and runs[name]["state"]["checked"] == 4
+        assert runs[name]["relative_difference"] <= TOLERANCE
+
+
+def test_docs_examples_run(results):
+    docs = results["docs"]
+    assert docs["error"] is None, docs["error"]
+    assert docs["blocks"] >= 5
+    assert docs["counts"] == {"all-reduce": 1}  # what the page says it prints
