@@ -182,8 +182,9 @@ def why_missed(r: Results) -> str:
             "any jitted JAX Adam (gradtx's or Optax's) moves "
             f"{XLA_BYTES_PER_PARAM['Adam']} B per parameter. At the best copy bandwidth measured "
             "here that alone sets a floor on the step: " + "; ".join(parts) + ". Beyond that "
-            "floor, the rest of each step is XLA's elementwise code (square root and divide per element) "
-            "and, on many small leaves, a fixed cost per kernel (three kernels per leaf).",
+            "floor, the rest of each step is XLA's elementwise code (square root and divide "
+            "per element) and, on many small leaves, a fixed cost per kernel (three kernels "
+            "per leaf).",
         ]
     if any("optax" in t for t in missed):
         lines += [
