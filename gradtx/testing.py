@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import tree as _tree
+from gradtx import validation
 from gradtx.core import GradientTransformation, Params, Updates, apply_updates, chain
 from gradtx.core import identity as _identity
 
@@ -463,8 +464,7 @@ def check_transformation(
     """  # noqa: E501 (the expected output is one line)
     checks = _validate_checks(checks)
     if grads_sequence is None:
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`steps` must be a positive int, got {steps!r}.")
+        validation.check_static_int("steps", steps)
         grads_sequence = _random_gradients(params, steps, seed)
     else:
         grads_sequence = list(grads_sequence)
@@ -472,8 +472,7 @@ def check_transformation(
             raise ValueError("`grads_sequence` must hold at least one gradient tree.")
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"`rtol` and `atol` must be >= 0, got rtol={rtol!r}, atol={atol!r}.")
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise ValueError(f"`batch_size` must be an int >= 2, got {batch_size!r}.")
+    validation.check_static_int("batch_size", batch_size, minimum=2)
 
     # Weakly typed inputs (jnp.asarray(0.5)) would become strongly typed after one step of
     # apply_updates and retrace a jitted step whatever tx does: start from strong types.

@@ -4,6 +4,7 @@ traced values (inside jit, vmap or grad) cannot be inspected and are accepted as
 from __future__ import annotations
 
 import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -111,3 +112,17 @@ def check_state_dtype(name: str, dtype):
     if not jnp.issubdtype(resolved, jnp.floating):
         raise TypeError(f"`{name}` must be a floating-point dtype or None, got {dtype!r}.")
     return resolved
+
+
+def check_static_int(name: str, value, minimum: int = 1) -> int:
+    """A structural integer argument (a period, a block size): a Python or NumPy int, not a
+    bool, at least ``minimum``. Returns it as an int; raises ``ValueError`` naming ``name``."""
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+        if number is not None and number >= minimum:
+            return number
+    wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    raise ValueError(f"`{name}` must be {wanted}, got {value!r}.")

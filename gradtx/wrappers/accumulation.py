@@ -2,13 +2,13 @@ r"""Gradient accumulation: one optimizer step per ``k`` micro-batches, on their 
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import tree as _tree
+from gradtx import validation
 from gradtx.core import GradientTransformation, OptState, PyTree
 from gradtx.transforms.counting import zero_count
 from gradtx.wrappers.finite import run_or_skip
@@ -75,9 +75,7 @@ def accumulate_gradients(inner: GradientTransformation, every_k: int) -> Gradien
         >>> updates["w"].tolist(), bool(state.emitted)
         ([-1.0, -1.5], True)
     """
-    if isinstance(every_k, bool) or not isinstance(every_k, numbers.Integral) or every_k < 1:
-        raise ValueError(f"`every_k` must be a positive int, got {every_k!r}.")
-    every_k = int(every_k)
+    every_k = validation.check_static_int("every_k", every_k)
 
     def init(params):
         return AccumulationState(

@@ -4,7 +4,6 @@ toward them and the fast weights restart from the slow ones."""
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import jax
@@ -128,11 +127,4 @@ def lookahead(
 
 
 def _check_sync_period(sync_period) -> int:
-    if not isinstance(sync_period, bool):
-        try:
-            period = operator.index(sync_period)
-        except TypeError:
-            period = None
-        if period is not None and period > 0:
-            return period
-    raise ValueError(f"`sync_period` must be a positive int, got {sync_period!r}.")
+    return validation.check_static_int("sync_period", sync_period)

@@ -91,14 +91,13 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import core
+from gradtx import core, validation
 from gradtx.core import GradientTransformation, OptState, PyTree
 
 
@@ -233,7 +232,7 @@ def quantize_blockwise(x: jax.Array, block_size: int = 256) -> QuantizedArray:
 
     Read it back with ``dequantize_blockwise`` and the same ``block_size``.
     """
-    _check_block_size(block_size)
+    validation.check_static_int("block_size", block_size)
     x = jnp.asarray(x)
     if x.size == 0:
         raise ValueError("quantize_blockwise: cannot quantize an empty array.")
@@ -262,7 +261,7 @@ def quantize_blockwise(x: jax.Array, block_size: int = 256) -> QuantizedArray:
 def dequantize_blockwise(q: QuantizedArray, block_size: int = 256) -> jax.Array:
     """The float32 array that ``q`` (from ``quantize_blockwise`` with the same
     ``block_size``) stands for: each code's table value times its block's absolute maximum."""
-    _check_block_size(block_size)
+    validation.check_static_int("block_size", block_size)
     codes = jnp.asarray(q.codes)
     scales = jnp.asarray(q.scales, dtype=jnp.float32)
     expected = (_num_blocks(codes.size, block_size),)
@@ -343,10 +342,9 @@ def quantize_state(
         8.008
     """
     core._check_transforms((inner,), "quantize_state")
-    _check_block_size(block_size)
-    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0:
-        raise ValueError(f"`min_size` must be an int >= 0, got {min_size!r}.")
-    threshold = max(int(min_size), 1)  # an empty leaf has nothing to save
+    validation.check_static_int("block_size", block_size)
+    min_size = validation.check_static_int("min_size", min_size, minimum=0)
+    threshold = max(min_size, 1)  # an empty leaf has nothing to save
 
     def encode(x):
         # 0-d leaves (hyperparameters, scalars) are never quantized: they would not shrink (one
@@ -408,11 +406,3 @@ def _is_float_array(x) -> bool:
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
 
-
-def _check_block_size(block_size) -> None:
-    if (
-        isinstance(block_size, bool)
-        or not isinstance(block_size, numbers.Integral)
-        or block_size < 1
-    ):
-        raise ValueError(f"`block_size` must be a positive int, got {block_size!r}.")
