@@ -11,6 +11,7 @@ Two combinators compose transformations:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -33,7 +34,7 @@ class InitFn(Protocol):
 
 class UpdateFn(Protocol):
     def __call__(
-        self, updates: Updates, state: OptState, params: Params | None = None
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
     ) -> tuple[Updates, OptState]: ...
 
 
@@ -41,17 +42,28 @@ class GradientTransformation(NamedTuple):
     """A pure pair of functions that transforms gradients into updates.
 
     ``init(params) -> state`` builds the state (a pytree of arrays) for a tree of parameters.
-    ``update(updates, state, params=None) -> (updates, state)`` transforms one step's updates
-    (usually the gradients) and returns the new state. Neither function has side effects, so
-    both can be jitted, vmapped, differentiated and sharded.
+    ``update(updates, state, params=None, **extra_args) -> (updates, state)`` transforms one
+    step's updates (usually the gradients) and returns the new state. Neither function has side
+    effects, so both can be jitted, vmapped, differentiated and sharded.
 
-    The layout is the same as Optax's ``GradientTransformation`` (a NamedTuple of ``init`` and
-    ``update``), so a gradtx optimizer can be handed to anything that takes an Optax one,
-    such as Flax's ``TrainState`` or ``nnx.Optimizer``.
+    ``extra_args`` carry what a loss-aware transformation needs besides the gradient, by
+    keyword: ``value=loss`` (plateau schedules, line searches), ``value_fn``, ``grad``, ...
+    Every gradtx transformation accepts them, combinators and wrappers hand them to every
+    transformation inside, and one that needs an argument raises a ``ValueError`` naming it
+    when it is missing (:func:`extra_arg`).
+
+    The layout is the same as Optax's ``GradientTransformation`` and
+    ``GradientTransformationExtraArgs`` (a NamedTuple of ``init`` and ``update``), so a gradtx
+    optimizer can be handed to anything that takes an Optax one, such as Flax's ``TrainState``
+    or ``nnx.Optimizer`` (whose ``update(model, grads, value=loss)`` reaches it).
     """
 
     init: InitFn
     update: UpdateFn
+
+
+GradientTransformationExtraArgs = GradientTransformation
+"""The same class: every gradtx transformation takes extra arguments (Optax's name)."""
 
 
 class EmptyState(NamedTuple):
@@ -65,8 +77,8 @@ def identity() -> GradientTransformation:
         del params
         return EmptyState()
 
-    def update(updates, state, params=None):
-        del params
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
         return updates, state
 
     return GradientTransformation(init, update)
@@ -96,7 +108,8 @@ def stateless(
         del params
         return EmptyState()
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
         if needs_params:
             _tree.check_params(params, updates, name=label)
         return fn(updates, params), state
@@ -114,15 +127,16 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         >>> sgd_with_l2 = gx.chain(gx.add_decayed_weights(1e-4), gx.scale_by_learning_rate(0.1))
     """
     _check_transforms(transforms, "chain")
+    steps = [with_extra_args(t.update) for t in transforms]
 
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         _check_state_length(state, transforms, "chain")
         new_state = []
-        for t, s in zip(transforms, state, strict=True):
-            updates, s = t.update(updates, s, params)
+        for step, s in zip(steps, state, strict=True):
+            updates, s = step(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -154,14 +168,16 @@ def parallel(
     if not callable(combine):
         raise TypeError(f"parallel: `combine` must be callable, got {type(combine).__name__}.")
 
+    branches = [with_extra_args(t.update) for t in transforms]
+
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         _check_state_length(state, transforms, "parallel")
         outputs, new_state = [], []
-        for t, s in zip(transforms, state, strict=True):
-            out, s = t.update(updates, s, params)
+        for branch, s in zip(branches, state, strict=True):
+            out, s = branch(updates, s, params, **extra_args)
             outputs.append(out)
             new_state.append(s)
         merged = jax.tree_util.tree_map(combine, *outputs)
@@ -182,6 +198,42 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         return jnp.asarray(p + u, dtype=jnp.result_type(p))
 
     return jax.tree_util.tree_map(add, params, updates)
+
+
+def extra_arg(extra_args: dict[str, Any], name: str, needed_by: str) -> Any:
+    """``extra_args[name]`` for a transformation called ``needed_by`` that cannot run without
+    it; a ``ValueError`` naming both when it is missing.
+
+    Example:
+        >>> import gradtx as gx
+        >>> gx.extra_arg({"value": 1.5}, "value", "my_plateau")
+        1.5
+    """
+    if name not in extra_args:
+        given = ", ".join(sorted(extra_args)) or "none"
+        raise ValueError(
+            f"{needed_by} needs the extra argument `{name}`: call "
+            f"update(updates, state, params, {name}=...) (extra arguments given: {given})."
+        )
+    return extra_args[name]
+
+
+def with_extra_args(update: Callable) -> Callable:
+    """``update`` itself when it takes ``**extra_args``; else a wrapper that drops them, so
+    that a transformation written for the three-argument protocol (an Optax
+    ``GradientTransformation``, a user's own) still composes. Decided once, when composing."""
+    try:
+        parameters = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):
+        return update
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return update
+
+    def without_extra_args(updates, state, params=None, **extra_args):
+        del extra_args
+        return update(updates, state, params)
+
+    return without_extra_args
 
 
 def _check_transforms(transforms, where):

@@ -8,8 +8,10 @@ int or an integer array (of any shape: it is applied elementwise) and returns an
 default float dtype (float64 under ``jax_enable_x64``, float32 otherwise).
 
 Arguments that count steps (``transition_steps``, ``boundaries``, ...) must be concrete
-integers. Arguments that are values (``init_value``, ``decay_rate``, ...) may be Python floats
-or JAX arrays, traced ones included; concrete values are validated when the schedule is built.
+integers: Python or NumPy ints, or floats with a whole value (``10.0``, as configs often write
+them), which are read as ints. Arguments that are values (``init_value``, ``decay_rate``, ...)
+may be Python floats or JAX arrays, traced ones included; concrete values are validated when the
+schedule is built.
 
 The schedules that have a ``torch.optim.lr_scheduler`` counterpart give, at ``count = k``, the
 learning rate torch uses for optimizer step ``k`` when ``scheduler.step()`` is called after each
@@ -19,7 +21,6 @@ learning rate torch uses for optimizer step ``k`` when ``scheduler.step()`` is c
 from __future__ import annotations
 
 import collections
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 
 import jax
@@ -39,18 +40,17 @@ _ANNEAL_STRATEGIES = ("cos", "linear")
 
 
 def _check_steps(name: str, value, minimum: int) -> int:
-    """``value`` as a Python int of at least ``minimum``; step arguments must be concrete."""
-    if isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an integer number of steps, got {value!r}.")
-    try:
-        steps = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"`{name}` must be a concrete integer number of steps, got {value!r}."
-        ) from None
-    if not minimum <= steps <= _MAX_COUNT:
-        raise ValueError(f"`{name}` must be an integer in [{minimum}, 2**31 - 1], got {value!r}.")
-    return steps
+    """``value`` as a Python int in ``[minimum, 2**31 - 1]``: an int or a whole float (``10.0``).
+    A wrong type raises ``TypeError`` naming ``name``, a fractional float or a value out of range
+    ``ValueError``; step arguments must be concrete."""
+    return validation.as_integral(name, value, minimum, _MAX_COUNT)
+
+
+def _check_step_sequence(name: str, values, minimum: int) -> list[int]:
+    """Each of ``values`` checked by :func:`_check_steps`, named ``name[i]``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"`{name}` must be a sequence of integers, got {values!r}.")
+    return [_check_steps(f"{name}[{i}]", v, minimum) for i, v in enumerate(values)]
 
 
 def _check_increasing(name: str, steps: Sequence[int], *, strict: bool) -> None:
@@ -398,7 +398,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     for i, s in enumerate(schedules):
         if not callable(s):
             raise TypeError(f"`schedules[{i}]` must be callable, got {type(s).__name__}.")
-    starts = [_check_steps("boundaries", b, 0) for b in boundaries]
+    starts = _check_step_sequence("boundaries", boundaries, 0)
     if len(starts) != len(schedules) - 1:
         raise ValueError(
             f"`boundaries` must hold one entry fewer than `schedules` ({len(schedules) - 1}), "
@@ -434,9 +434,9 @@ def step_schedule(
         [1.0, 1.0, 0.5, 0.5, 0.25]
     """
     # Checked here so that errors name this function's arguments, not exponential_decay's.
-    _check_steps("step_size", step_size, 1)
+    size = _check_steps("step_size", step_size, 1)
     validation.check_non_negative("gamma", gamma)
-    return exponential_decay(init_value, step_size, gamma, staircase=True)
+    return exponential_decay(init_value, size, gamma, staircase=True)
 
 
 def multistep_schedule(
@@ -457,9 +457,7 @@ def multistep_schedule(
         >>> [float(sched(c)) for c in range(4)]
         [1.0, 0.5, 0.5, 0.25]
     """
-    if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
-        raise TypeError(f"`milestones` must be a sequence of integers, got {milestones!r}.")
-    steps = [_check_steps("milestones", m, 0) for m in milestones]
+    steps = _check_step_sequence("milestones", milestones, 0)
     _check_increasing("milestones", steps, strict=False)
     validation.check_non_negative("gamma", gamma)
     repeats = collections.Counter(steps)

@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradtx import validation
+from gradtx import live, validation
 
 PyTree = Any
 
@@ -34,6 +34,44 @@ def _shape(x):
     return None if x is None else tuple(jnp.shape(x))
 
 
+# How many paths a structure mismatch lists on each side before "and N more".
+_MAX_PATHS_LISTED = 10
+
+
+def _list_paths(paths: list[str]) -> str:
+    listed = ", ".join(paths[:_MAX_PATHS_LISTED])
+    hidden = len(paths) - _MAX_PATHS_LISTED
+    return f"{listed} and {hidden} more" if hidden > 0 else listed
+
+
+def _structure_difference(
+    ref_leaves, oth_leaves, ref_def, oth_def, reference_name: str, other_name: str
+) -> str:
+    """What differs between two tree structures: every path one side has and the other lacks
+    (both sides, so that a renamed key shows its old and its new name), or, when the paths
+    agree, the container types."""
+    ref_paths = [path_str(k) for k, _ in ref_leaves]
+    oth_paths = [path_str(k) for k, _ in oth_leaves]
+    ref_set, oth_set = set(ref_paths), set(oth_paths)
+    missing = [p for p in ref_paths if p not in oth_set]
+    unexpected = [p for p in oth_paths if p not in ref_set]
+    parts = []
+    if missing:
+        parts.append(f"missing: {other_name} has no entry at {_list_paths(missing)}")
+    if unexpected:
+        entries = "an entry" if len(unexpected) == 1 else "entries"
+        parts.append(
+            f"unexpected: {other_name} has {entries} at {_list_paths(unexpected)} that "
+            f"{reference_name} lacks"
+        )
+    if not parts:
+        return (
+            f"the container types differ: {reference_name} is {ref_def}, "
+            f"{other_name} is {oth_def}"
+        )
+    return "; ".join(parts)
+
+
 def check_match(
     reference: PyTree,
     other: PyTree,
@@ -42,25 +80,16 @@ def check_match(
     other_name: str,
     shapes: bool = True,
 ) -> None:
-    """Raises ``ValueError`` naming the first path where ``other`` differs from ``reference``
-    in structure or (with ``shapes``) leaf shape. Reads static information only, so it costs
-    nothing under jit."""
+    """Raises ``ValueError`` when ``other`` differs from ``reference`` in structure, naming
+    every path missing from ``other`` and every unexpected one (up to ten of each), or (with
+    ``shapes``) naming the first path whose leaf shape differs. Reads static information only,
+    so it costs nothing under jit."""
     ref_leaves, ref_def = _flatten(reference)
     oth_leaves, oth_def = _flatten(other)
     if ref_def != oth_def:
-        ref_paths = {path_str(k): v for k, v in ref_leaves}
-        oth_paths = {path_str(k): v for k, v in oth_leaves}
-        missing = [p for p in ref_paths if p not in oth_paths]
-        extra = [p for p in oth_paths if p not in ref_paths]
-        if missing:
-            detail = f"{other_name} has no entry at {missing[0]}"
-        elif extra:
-            detail = f"{other_name} has an unexpected entry at {extra[0]}"
-        else:
-            detail = (
-                f"the container types differ: {reference_name} is {ref_def}, "
-                f"{other_name} is {oth_def}"
-            )
+        detail = _structure_difference(
+            ref_leaves, oth_leaves, ref_def, oth_def, reference_name, other_name
+        )
         raise ValueError(
             f"The {other_name} tree does not match the {reference_name} tree: {detail}."
         )
@@ -130,9 +159,10 @@ def widen(*leaves: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def cast_like(x, leaf) -> jax.Array:
-    """``x`` (a Python scalar or an array) as an array of ``leaf``'s dtype, so that hyperparameters
-    never promote a bf16 or f32 update to a wider dtype."""
-    return jnp.asarray(x, dtype=jnp.result_type(leaf))
+    """``x`` (a Python scalar, an array or a live hyperparameter, which is read) as an array of
+    ``leaf``'s dtype, so that hyperparameters never promote a bf16 or f32 update to a wider
+    dtype."""
+    return jnp.asarray(live.read(x), dtype=jnp.result_type(leaf))
 
 
 def split_tuples(tree_of_tuples: PyTree, like: PyTree, n: int) -> tuple[PyTree, ...]:
@@ -140,3 +170,28 @@ def split_tuples(tree_of_tuples: PyTree, like: PyTree, n: int) -> tuple[PyTree, 
     return tuple(
         jax.tree_util.tree_map(lambda _, t, i=i: t[i], like, tree_of_tuples) for i in range(n)
     )
+
+
+def leafwise(
+    step: Callable[..., tuple[jax.Array, ...]],
+    updates: PyTree,
+    *state_trees: PyTree,
+    name: str,
+) -> tuple[PyTree, tuple[PyTree, ...]]:
+    """The one per-leaf loop of the transformations that keep per-parameter state.
+
+    For each leaf, ``step(u, *s) -> (out, *new_s)`` runs on the update and the matching leaves
+    of ``state_trees``, all cast to their widest dtype (a bfloat16 moment is updated in float32
+    when the gradient is float32); each new state leaf is stored back in its old dtype, while
+    ``out`` keeps the wide result. Returns ``(outputs, new_state_trees)``. ``updates`` is
+    checked against the first state tree (``name``, the transformation's, goes into the
+    error).
+    """
+
+    def leaf(u, *stored):
+        out, *new = step(*widen(u, *stored))
+        return (out, *(n.astype(s.dtype) for n, s in zip(new, stored, strict=True)))
+
+    results = map_state(leaf, updates, *state_trees, name=name)
+    parts = split_tuples(results, updates, 1 + len(state_trees))
+    return parts[0], parts[1:]

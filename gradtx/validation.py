@@ -10,14 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import live
+
 
 def is_traced(value) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
 def concrete(value) -> np.ndarray | None:
-    """The value as a NumPy array, or None when it is traced or a schedule."""
-    if callable(value) or is_traced(value):
+    """The value as a NumPy array, or None when it is traced, a schedule or a live
+    hyperparameter (its value is checked where it is set)."""
+    if callable(value) or is_traced(value) or live.is_live(value):
         return None
     try:
         return np.asarray(value, dtype=np.float64)
@@ -78,22 +81,6 @@ def is_static_zero(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
-# What each hyperparameter name means across gradtx, for checks of values set mid-run.
-_UNIT_INTERVAL_NAMES = frozenset({"b1", "b2", "decay", "rho"})
-_CLOSED_UNIT_NAMES = frozenset({"dampening"})
-
-
-def check_hyperparameter(name: str, value) -> None:
-    """Checks a value for the hyperparameter called ``name``: betas and decay rates in [0, 1),
-    dampening-like fractions in [0, 1], everything else finite and >= 0."""
-    if name in _UNIT_INTERVAL_NAMES:
-        check_unit_interval(name, value)
-    elif name in _CLOSED_UNIT_NAMES:
-        check_interval(name, value, 0.0, 1.0)
-    else:
-        check_non_negative(name, value)
-
-
 def check_bool(name: str, value) -> None:
     """Raises ``TypeError`` naming ``name`` unless ``value`` is a Python bool (a static switch)."""
     if not isinstance(value, bool):
@@ -114,15 +101,62 @@ def check_state_dtype(name: str, dtype):
     return resolved
 
 
-def check_static_int(name: str, value, minimum: int = 1) -> int:
-    """A structural integer argument (a period, a block size): a Python or NumPy int, not a
-    bool, at least ``minimum``. Returns it as an int; raises ``ValueError`` naming ``name``."""
-    if not isinstance(value, bool):
+def _float_scalar(value) -> float | None:
+    """``value`` as a Python float when it is a floating-point scalar (a Python or NumPy float,
+    or a 0-d float array), None otherwise."""
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if (
+        isinstance(value, (np.ndarray, jax.Array))
+        and value.ndim == 0
+        and jnp.issubdtype(value.dtype, jnp.floating)
+    ):
+        return float(value)
+    return None
+
+
+def _integral(name: str, value) -> int:
+    """``value`` as an int, whatever its range; the type and whole-number checks of
+    :func:`as_integral`."""
+    if is_traced(value):
+        # A count fixes the structure of what is built (a period, a block, a schedule's
+        # segments), so it must be known before tracing.
+        raise TypeError(f"`{name}` must be a concrete integer, got a traced value {value!r}.")
+    if not isinstance(value, (bool, np.bool_)):  # True would otherwise pass as 1
         try:
-            number = operator.index(value)
+            return operator.index(value)
         except TypeError:
-            number = None
-        if number is not None and number >= minimum:
-            return number
-    wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    raise ValueError(f"`{name}` must be {wanted}, got {value!r}.")
+            pass
+        number = _float_scalar(value)
+        if number is not None:
+            if not number.is_integer():  # also False for NaN and infinities
+                raise ValueError(f"`{name}` must be a whole number, got {value!r}.")
+            return int(number)
+    raise TypeError(f"`{name}` must be an integer or a whole float, got {value!r}.")
+
+
+def as_integral(name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """``value``, a count or a size, as a Python int in ``[minimum, maximum]``.
+
+    Accepts a Python or NumPy int and a float with a whole value (``10.0``,
+    ``np.float64(10.0)``, a 0-d array), since configs often write step counts as floats. Raises
+    ``TypeError`` naming ``name`` for any other type (a bool, a string, None, a list, a traced
+    value) and ``ValueError`` naming it for a fractional, NaN or infinite float, or a value out
+    of range.
+    """
+    number = _integral(name, value)
+    if number < minimum or (maximum is not None and number > maximum):
+        if maximum is not None:
+            wanted = f"an integer in [{minimum}, {maximum}]"
+        else:
+            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {wanted}, got {value!r}.")
+    return number
+
+
+def check_static_int(name: str, value, minimum: int = 1) -> int:
+    """A structural integer argument (a period, a block size): an int or a whole float, at
+    least ``minimum``, returned as an int. A wrong type (a bool, a string, None) raises
+    ``TypeError`` naming ``name``; a fractional float or a value below ``minimum`` raises
+    ``ValueError`` naming it (see :func:`as_integral`)."""
+    return as_integral(name, value, minimum)

@@ -141,10 +141,16 @@ def test_state_dtypes_refuse_non_floating_dtypes(info, name):
 
 
 @pytest.mark.parametrize(("info", "name"), _arguments("static_int"))
-def test_static_ints_refuse_anything_but_a_positive_int(info, name):
-    for bad in (0, -1, 2.5, math.nan, "5", True, None):
+def test_static_ints_refuse_anything_but_a_positive_whole_number(info, name):
+    """A value out of range or not whole: ValueError; a string, bool, None or list:
+    TypeError. Both name the argument; a whole float (2.0) is read as an int."""
+    for bad in (0, -1, 2.5, math.nan, math.inf, np.float64(0.5)):
         with pytest.raises(ValueError, match=f"`{name}`"):
             info.factory(**{name: bad})
+    for bad in ("5", True, None, [5], jnp.asarray([5])):
+        with pytest.raises(TypeError, match=f"`{name}`"):
+            info.factory(**{name: bad})
+    info.factory(**{name: 2.0})
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)

@@ -37,6 +37,45 @@ def test_apply_updates_names_the_mismatched_path():
         gx.apply_updates(params, {"a": None, "b": {"c": jnp.ones(3)}})
 
 
+def test_a_renamed_key_names_both_the_missing_and_the_unexpected_path():
+    params = {"layer": {"w": jnp.ones(2), "b": jnp.ones(2)}, "head": jnp.ones(())}
+    grads = {"layer": {"kernel": jnp.ones(2), "b": jnp.ones(2)}, "head": jnp.ones(())}
+    # An optimizer (its gradient check) and a bare transformation (its state check), eager and
+    # under jit.
+    for opt, start in [
+        (gx.sgd(0.1, momentum=0.9), "The gradient tree does not match the params tree: "),
+        (gx.ema(0.9), "The updates tree does not match the ema state tree: "),
+    ]:
+        state = opt.init(params)
+        for update in (opt.update, jax.jit(opt.update)):
+            with pytest.raises(ValueError) as info:
+                update(grads, state, params)
+            message = str(info.value)
+            assert message.startswith(start), message
+            assert "missing: " in message and "has no entry at ['layer']['w']" in message
+            assert "unexpected: " in message and "entry at ['layer']['kernel']" in message
+    with pytest.raises(ValueError, match=r"no entry at \['layer'\]\['w'\].*"
+                                         r"unexpected.*\['layer'\]\['kernel'\]"):
+        gx.apply_updates(params, grads)
+
+
+def test_a_structure_mismatch_lists_every_path_up_to_ten_a_side():
+    params = {f"p{i:02d}": jnp.ones(1) for i in range(12)}
+    grads = {f"g{i}": jnp.ones(1) for i in range(3)}
+    with pytest.raises(ValueError) as info:
+        gx.apply_updates(params, grads)
+    message = str(info.value)
+    missing = message[message.index("missing:"):message.index("unexpected:")]
+    assert [f"['p{i:02d}']" in missing for i in range(12)] == [True] * 10 + [False] * 2
+    assert "and 2 more" in missing
+    assert message.endswith("has entries at ['g0'], ['g1'], ['g2'] that params lacks.")
+
+
+def test_a_mismatch_of_container_types_only_names_both_structures():
+    with pytest.raises(ValueError, match="container types differ"):
+        gx.apply_updates([jnp.ones(1), jnp.ones(1)], (jnp.ones(1), jnp.ones(1)))
+
+
 def test_chain_rejects_what_is_not_a_transformation():
     with pytest.raises(TypeError, match="argument 1.*gx.identity()"):
         gx.chain(gx.identity(), gx.identity)

@@ -469,14 +469,32 @@ def test_mismatched_updates_name_the_path(wrapper):
         opt.update(grads, opt.init(params), params)
 
 
-@pytest.mark.parametrize("sync_period", [0, -3, 2.5, True, "3", None, np.float64(2.0)])
-def test_lookahead_rejects_bad_sync_period(sync_period):
-    with pytest.raises(ValueError, match="sync_period"):
+@pytest.mark.parametrize("sync_period", [0, -3, 2.5, math.nan, np.float64(0.5)])
+def test_lookahead_rejects_bad_sync_period_values(sync_period):
+    with pytest.raises(ValueError, match="`sync_period`"):
         lookahead(gx.sgd(), sync_period)
 
 
-def test_lookahead_accepts_numpy_int_sync_period():
-    lookahead(gx.sgd(), np.int64(3))
+@pytest.mark.parametrize("sync_period", [True, "3", None, [3], np.asarray([3])])
+def test_lookahead_rejects_sync_periods_of_a_wrong_type(sync_period):
+    with pytest.raises(TypeError, match="`sync_period`"):
+        lookahead(gx.sgd(), sync_period)
+
+
+@pytest.mark.parametrize("sync_period", [np.int64(3), 3.0, np.float64(3.0)])
+def test_lookahead_accepts_numpy_ints_and_whole_floats(sync_period):
+    """A whole float (as configs write it) is the same period as the int."""
+    params = jax_params()
+    grads = jax_grad(params)
+    expected = lookahead(gx.sgd(0.1), 3)
+    got = lookahead(gx.sgd(0.1), sync_period)
+    state_e, state_g = expected.init(params), got.init(params)
+    for _ in range(4):
+        upd_e, state_e = expected.update(grads, state_e, params)
+        upd_g, state_g = got.update(grads, state_g, params)
+        for a, b in zip(jax.tree_util.tree_leaves(upd_e), jax.tree_util.tree_leaves(upd_g),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, math.nan, jnp.asarray(2.0)])

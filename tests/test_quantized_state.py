@@ -368,12 +368,16 @@ def test_nested_quantize_state_keeps_the_inner_state_as_it_is():
 def test_argument_errors():
     with pytest.raises(ValueError, match="block_size"):
         quantize_state(gx.adam(), block_size=0)
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(TypeError, match="`block_size`"):
         quantize_state(gx.adam(), block_size=True)
+    with pytest.raises(TypeError, match="`block_size`"):
+        quantize_state(gx.adam(), block_size="256")
     with pytest.raises(ValueError, match="min_size"):
         quantize_state(gx.adam(), min_size=-1)
-    with pytest.raises(ValueError, match="min_size"):
+    with pytest.raises(ValueError, match="`min_size`"):
         quantize_state(gx.adam(), min_size=2.5)
+    with pytest.raises(TypeError, match="`min_size`"):
+        quantize_state(gx.adam(), min_size=None)
     with pytest.raises(TypeError, match="GradientTransformation"):
         quantize_state(gx.adam)
     params = {"w": jnp.zeros(3)}

@@ -546,7 +546,7 @@ BAD_ARGUMENTS = [
     (lambda: constant_schedule(float("nan")), ValueError, "value"),
     (lambda: linear_schedule(1.0, 0.0, 0), ValueError, "transition_steps"),
     (lambda: linear_schedule(1.0, 0.0, -5), ValueError, "transition_steps"),
-    (lambda: linear_schedule(1.0, 0.0, 10.5), TypeError, "transition_steps"),
+    (lambda: linear_schedule(1.0, 0.0, 10.5), ValueError, "transition_steps"),
     (lambda: linear_schedule(1.0, 0.0, True), TypeError, "transition_steps"),
     (lambda: linear_schedule(1.0, 0.0, 2**31), ValueError, "transition_steps"),
     (lambda: linear_schedule(1.0, 0.0, 10, transition_begin=-1), ValueError, "transition_begin"),
@@ -568,7 +568,8 @@ BAD_ARGUMENTS = [
     (lambda: piecewise_constant_schedule(1.0, {5: 0.1, -1: 0.5}), ValueError,
      "boundaries_and_scales"),
     (lambda: piecewise_constant_schedule(1.0, {5: -0.1}), ValueError, "boundaries_and_scales"),
-    (lambda: piecewise_constant_schedule(1.0, {2.5: 0.1}), TypeError, "boundaries_and_scales"),
+    (lambda: piecewise_constant_schedule(1.0, {2.5: 0.1}), ValueError, "boundaries_and_scales"),
+    (lambda: piecewise_constant_schedule(1.0, {"5": 0.1}), TypeError, "boundaries_and_scales"),
     (lambda: piecewise_constant_schedule(1.0, [(5, 0.1)]), TypeError, "boundaries_and_scales"),
     (lambda: join_schedules([], []), ValueError, "schedules"),
     (lambda: join_schedules([const, 0.5], [3]), TypeError, "schedules"),
@@ -581,6 +582,7 @@ BAD_ARGUMENTS = [
     (lambda: multistep_schedule(1.0, [10, 5]), ValueError, "milestones"),
     (lambda: multistep_schedule(1.0, [-1, 5]), ValueError, "milestones"),
     (lambda: multistep_schedule(1.0, 5), TypeError, "milestones"),
+    (lambda: join_schedules([const, const], 3), TypeError, "boundaries"),
     (lambda: multistep_schedule(1.0, [5], gamma=-0.5), ValueError, "gamma"),
     (lambda: one_cycle_schedule(1.0, 100, pct_start=0.0), ValueError, "pct_start"),
     (lambda: one_cycle_schedule(1.0, 100, pct_start=1.0), ValueError, "pct_start"),
@@ -596,7 +598,7 @@ BAD_ARGUMENTS = [
     (lambda: one_cycle_schedule(-1.0, 100), ValueError, "max_value"),
     (lambda: cosine_warm_restarts_schedule(1.0, 0), ValueError, "first_period"),
     (lambda: cosine_warm_restarts_schedule(1.0, 5, 0), ValueError, "period_multiplier"),
-    (lambda: cosine_warm_restarts_schedule(1.0, 5, 1.5), TypeError, "period_multiplier"),
+    (lambda: cosine_warm_restarts_schedule(1.0, 5, 1.5), ValueError, "period_multiplier"),
     (lambda: cosine_warm_restarts_schedule(1.0, 5, min_value=float("nan")), ValueError,
      "min_value"),
 ]
@@ -622,3 +624,77 @@ def test_traced_values_are_accepted_unchecked():
 def test_integer_like_step_arguments():
     schedule = linear_schedule(1.0, 0.0, np.int64(4), transition_begin=jnp.asarray(1))
     np.testing.assert_allclose(schedule(3), 0.5, rtol=RTOL)
+    # 0-d float arrays with a whole value are read as ints too.
+    schedule = linear_schedule(1.0, 0.0, np.asarray(4.0), transition_begin=jnp.asarray(1.0))
+    np.testing.assert_allclose(schedule(3), 0.5, rtol=RTOL)
+
+
+# Every step argument of every schedule, as a builder of the schedule from that argument alone.
+STEP_ARGUMENTS = [
+    ("transition_steps", lambda x: linear_schedule(1.0, 0.0, x)),
+    ("transition_begin", lambda x: linear_schedule(1.0, 0.0, 10, transition_begin=x)),
+    ("transition_steps", lambda x: polynomial_schedule(1.0, 0.0, 1.0, x)),
+    ("transition_begin", lambda x: polynomial_schedule(1.0, 0.0, 1.0, 10, x)),
+    ("transition_steps", lambda x: exponential_decay(1.0, x, 0.5)),
+    ("transition_begin", lambda x: exponential_decay(1.0, 10, 0.5, transition_begin=x)),
+    ("decay_steps", lambda x: cosine_decay_schedule(1.0, x)),
+    ("warmup_steps", lambda x: warmup_cosine_decay_schedule(0.0, 1.0, x, 100)),
+    ("decay_steps", lambda x: warmup_cosine_decay_schedule(0.0, 1.0, 5, x)),
+    ("boundaries_and_scales", lambda x: piecewise_constant_schedule(1.0, {x: 0.5})),
+    ("boundaries", lambda x: join_schedules([const, const], [x])),
+    ("step_size", lambda x: step_schedule(1.0, x)),
+    ("milestones", lambda x: multistep_schedule(1.0, [x])),
+    ("total_steps", lambda x: one_cycle_schedule(1.0, x)),
+    ("first_period", lambda x: cosine_warm_restarts_schedule(1.0, x)),
+    ("period_multiplier", lambda x: cosine_warm_restarts_schedule(1.0, 5, x)),
+]
+
+
+def _steps_schedules(n):
+    """One schedule of each kind, every step argument passed through ``n``."""
+    return {
+        "linear": linear_schedule(1.0, 0.1, n(10), transition_begin=n(3)),
+        "polynomial": polynomial_schedule(1.0, 0.1, 2.0, n(10), n(3)),
+        "exponential": exponential_decay(1.0, n(7), 0.5, transition_begin=n(2)),
+        "exponential_staircase": exponential_decay(1.0, n(7), 0.5, n(2), staircase=True),
+        "cosine_decay": cosine_decay_schedule(1.0, n(10), 0.1),
+        "warmup_cosine": warmup_cosine_decay_schedule(0.0, 1.0, n(3), n(12)),
+        "piecewise": piecewise_constant_schedule(1.0, {n(3): 0.5, n(8): 0.1}),
+        "join": join_schedules([const, linear_schedule(1.0, 0.0, n(5))], [n(4)]),
+        "step": step_schedule(1.0, n(3), 0.5),
+        "multistep": multistep_schedule(1.0, [n(2), n(5), n(5)], 0.5),
+        "one_cycle": one_cycle_schedule(1.0, n(20), three_phase=True),
+        "warm_restarts": cosine_warm_restarts_schedule(1.0, n(3), n(2)),
+    }
+
+
+@pytest.mark.parametrize(
+    "as_float", [float, np.float64, np.float32], ids=["float", "np.float64", "np.float32"]
+)
+def test_integral_float_step_arguments_equal_ints(as_float):
+    """``transition_steps=10.0`` (as configs write it) builds the same schedule as ``10``."""
+    counts = jnp.arange(60)
+    with_ints = _steps_schedules(int)
+    with_floats = _steps_schedules(as_float)
+    for kind, schedule in with_ints.items():
+        np.testing.assert_array_equal(
+            np.asarray(with_floats[kind](counts)), np.asarray(schedule(counts)), err_msg=kind
+        )
+
+
+@pytest.mark.parametrize(("name", "build"), STEP_ARGUMENTS)
+def test_fractional_step_arguments_are_value_errors_naming_them(name, build):
+    for bad in (10.5, np.float64(2.25), math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match=re.escape(f"`{name}")):
+            build(bad)
+
+
+@pytest.mark.parametrize(("name", "build"), STEP_ARGUMENTS)
+def test_step_arguments_of_a_wrong_type_are_type_errors_naming_them(name, build):
+    wrong = ["5", True, np.True_, None, (5,), 5 + 0j]
+    if name != "boundaries_and_scales":  # a dict key cannot be a list (it is not hashable)
+        wrong += [[5], np.asarray([5])]
+    for bad in wrong:
+        with pytest.raises(TypeError, match=re.escape(f"`{name}")):
+            build(bad)
+

@@ -364,10 +364,29 @@ def test_accumulate_gradients_outputs_zeros_between_emitting_calls():
     assert state.micro_step.dtype == jnp.int32
 
 
-@pytest.mark.parametrize("bad", [0, -2, 1.0, 2.5, True, "3", None])
+@pytest.mark.parametrize("bad", [0, -2, 2.5, np.nan, -1.0])
 def test_accumulate_gradients_rejects_bad_every_k(bad):
-    with pytest.raises(ValueError, match="every_k"):
+    with pytest.raises(ValueError, match="`every_k`"):
         accumulate_gradients(gx.sgd(0.1), every_k=bad)
+
+
+@pytest.mark.parametrize("bad", [True, "3", None, [2]])
+def test_accumulate_gradients_rejects_every_k_of_a_wrong_type(bad):
+    with pytest.raises(TypeError, match="`every_k`"):
+        accumulate_gradients(gx.sgd(0.1), every_k=bad)
+
+
+def test_accumulate_gradients_reads_a_whole_float_every_k_as_an_int():
+    params = {"w": jnp.zeros(2)}
+    grads = {"w": jnp.ones(2)}
+    for every_k in (2.0, np.float64(2.0)):
+        opt = accumulate_gradients(gx.sgd(1.0), every_k=every_k)
+        state = opt.init(params)
+        emitted = []
+        for _ in range(4):
+            _, state = opt.update(grads, state, params)
+            emitted.append(bool(state.emitted))
+        assert emitted == [False, True, False, True]
 
 
 def test_accumulate_gradients_inner_runs_only_on_emitting_calls_under_jit():

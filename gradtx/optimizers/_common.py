@@ -7,17 +7,26 @@ import jax
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
-from gradtx.optimizers import _leaves
+from gradtx.core import GradientTransformation, chain
+from gradtx.hyperparams.declarations import (
+    NON_NEGATIVE,
+    STATE_DTYPE,
+    SWITCH,
+    UNIT_INTERVAL,
+    WEIGHT_DECAY,
+    Hyperparam,
+)
+from gradtx.hyperparams.inject import inject_hyperparams
+from gradtx.optimizers import leaf_kinds
 from gradtx.transforms.decay import add_decayed_weights
 from gradtx.transforms.scaling import scale
 
 
-def pipeline(
+def optimizer_chain(
     *steps: GradientTransformation | None, real_only: str | None = None
 ) -> GradientTransformation:
     """``chain`` of the steps that are present (``None`` marks a step left out), behind the
-    checks every optimizer shares (see :mod:`gradtx.optimizers._leaves`).
+    checks every optimizer shares (see :mod:`gradtx.optimizers.leaf_kinds`).
 
     * ``init`` refuses integer and bool parameters, naming the path.
     * When ``params`` are passed to ``update``, the gradients are checked against them first
@@ -32,24 +41,25 @@ def pipeline(
     inner = chain(*(s for s in steps if s is not None))
 
     def init(params):
-        _leaves.check_params(params, real_only)
-        return inner.init(_leaves.as_real(params))
+        leaf_kinds.check_params(params, real_only)
+        return inner.init(leaf_kinds.as_real(params))
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         if params is not None:
             _tree.check_match(params, updates, reference_name="params", other_name="gradient")
-            updates = _leaves.cast_gradients(updates, params, real_only)
+            updates = leaf_kinds.cast_gradients(updates, params, real_only)
         else:
-            _leaves.check_gradients(updates, real_only)
-        out, state = inner.update(_leaves.as_real(updates), state, _leaves.as_real(params))
-        return _leaves.from_real(out, updates), state
+            leaf_kinds.check_gradients(updates, real_only)
+        out, state = inner.update(
+            leaf_kinds.as_real(updates), state, leaf_kinds.as_real(params), **extra_args
+        )
+        return leaf_kinds.from_real(out, updates), state
 
     return GradientTransformation(init, update)
 
 
 def negate_if(maximize: bool) -> GradientTransformation | None:
     """torch's ``maximize=True``: ascend the objective by descending its negation."""
-    check_bool("maximize", maximize)
     return scale(-1.0) if maximize else None
 
 
@@ -58,11 +68,19 @@ def weight_decay_if(weight_decay: float | jax.Array) -> GradientTransformation |
     return None if validation.is_static_zero(weight_decay) else add_decayed_weights(weight_decay)
 
 
-def check_common(learning_rate: ScalarOrSchedule, weight_decay, eps=None) -> None:
-    validation.check_non_negative("learning_rate", learning_rate)
-    validation.check_non_negative("weight_decay", weight_decay)
-    if eps is not None:
-        validation.check_non_negative("eps", eps)
+def optimizer(**declarations: Hyperparam):
+    """``inject_hyperparams`` with one declaration per argument: how every gradtx optimizer is
+    wrapped. ``rules=`` takes the cross-argument rules."""
+    rules = declarations.pop("rules", ())
+    return inject_hyperparams(declarations=declarations, rules=rules)
 
 
-check_bool = validation.check_bool
+# The declarations optimizers share (see gradtx.hyperparams.declarations).
+LEARNING_RATE = NON_NEGATIVE
+BETA = UNIT_INTERVAL
+EPS = NON_NEGATIVE
+MAXIMIZE = SWITCH
+ADAM_LIKE = dict(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, eps=EPS, weight_decay=WEIGHT_DECAY,
+    mu_dtype=STATE_DTYPE, nu_dtype=STATE_DTYPE,
+)

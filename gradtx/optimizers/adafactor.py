@@ -9,8 +9,22 @@ from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_bool, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import (
+    CLOSED_UNIT_INTERVAL,
+    NON_NEGATIVE,
+    POSITIVE,
+    STATE_DTYPE,
+    SWITCH,
+    WEIGHT_DECAY,
+)
+from gradtx.optimizers._common import (
+    BETA,
+    EPS,
+    LEARNING_RATE,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.clipping import clip_by_block_rms
 from gradtx.transforms.factored import (
     scale_by_factored_rms,
@@ -26,7 +40,18 @@ def relative_step_size(count: jax.Array) -> jax.Array:
     return jnp.minimum(1e-2, 1 / jnp.sqrt(count + 1.0))
 
 
-@inject_hyperparams(omit_when_zero=("b1", "weight_decay"))
+@optimizer(
+    learning_rate=LEARNING_RATE.or_none(),
+    decay_rate=CLOSED_UNIT_INTERVAL,
+    clipping_threshold=POSITIVE.or_none(),
+    multiply_by_parameter_scale=SWITCH,
+    b1=BETA.omitted_when_zero(),
+    weight_decay=WEIGHT_DECAY,
+    eps=EPS,
+    min_param_scale=NON_NEGATIVE,
+    factored=SWITCH,
+    mu_dtype=STATE_DTYPE,
+)
 def adafactor(
     learning_rate: ScalarOrSchedule | None = relative_step_size,
     decay_rate: float | jax.Array = 0.8,
@@ -119,18 +144,7 @@ def adafactor(
         >>> round(float(updates["b"][0]), 8)
         -0.01
     """
-    if learning_rate is not None:
-        validation.check_non_negative("learning_rate", learning_rate)
-    validation.check_non_negative("weight_decay", weight_decay)
-    validation.check_non_negative("eps", eps)
-    validation.check_interval("decay_rate", decay_rate, 0.0, 1.0)
-    if clipping_threshold is not None:
-        validation.check_interval("clipping_threshold", clipping_threshold, 0.0, low_closed=False)
-    check_bool("multiply_by_parameter_scale", multiply_by_parameter_scale)
-    check_bool("factored", factored)
-    validation.check_unit_interval("b1", b1)
-    validation.check_non_negative("min_param_scale", min_param_scale)
-    return pipeline(
+    return optimizer_chain(
         scale_by_factored_rms(decay_rate, eps, factored),
         None if clipping_threshold is None else clip_by_block_rms(clipping_threshold),
         scale_by_param_block_rms(min_param_scale) if multiply_by_parameter_scale else None,

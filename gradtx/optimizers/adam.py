@@ -5,25 +5,23 @@ from __future__ import annotations
 import jax
 from jax.typing import DTypeLike
 
-from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule, chain
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import NON_NEGATIVE, SWITCH
+from gradtx.optimizers._common import (
+    ADAM_LIKE,
+    MAXIMIZE,
+    negate_if,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.moments import bias_correction, ema_of_squares
 from gradtx.transforms.momentum import nadam_momentum
 from gradtx.transforms.normalization import normalize, scale_by_adam
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-def _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize):
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    check_bool("amsgrad", amsgrad)
-    check_bool("maximize", maximize)
-
-
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(**ADAM_LIKE, amsgrad=SWITCH, maximize=MAXIMIZE)
 def adam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -68,8 +66,7 @@ def adam(
         >>> import gradtx as gx
         >>> opt = gx.adam(learning_rate=3e-4, b2=0.99, amsgrad=True)
     """
-    _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_adam(b1, b2, eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -77,7 +74,7 @@ def adam(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(**ADAM_LIKE, amsgrad=SWITCH, maximize=MAXIMIZE)
 def adamw(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -115,8 +112,7 @@ def adamw(
         >>> import gradtx as gx
         >>> opt = gx.adamw(learning_rate=1e-3, weight_decay=0.05)
     """
-    _check_adam(learning_rate, b1, b2, eps, weight_decay, amsgrad, maximize)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         scale_by_adam(b1, b2, eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         weight_decay_if(weight_decay),
@@ -124,7 +120,12 @@ def adamw(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(
+    **ADAM_LIKE,
+    momentum_decay=NON_NEGATIVE,
+    decoupled_weight_decay=SWITCH,
+    maximize=MAXIMIZE,
+)
 def nadam(
     learning_rate: ScalarOrSchedule = 2e-3,
     b1: float | jax.Array = 0.9,
@@ -172,11 +173,8 @@ def nadam(
         >>> import gradtx as gx
         >>> opt = gx.nadam(weight_decay=0.01, decoupled_weight_decay=True)
     """
-    _check_adam(learning_rate, b1, b2, eps, weight_decay, False, maximize)
-    validation.check_non_negative("momentum_decay", momentum_decay)
-    check_bool("decoupled_weight_decay", decoupled_weight_decay)
     decay = weight_decay_if(weight_decay)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         None if decoupled_weight_decay else decay,
         normalize(

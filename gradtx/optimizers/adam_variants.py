@@ -6,10 +6,19 @@ from __future__ import annotations
 import jax
 from jax.typing import DTypeLike
 
-from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import NON_NEGATIVE, STATE_DTYPE, SWITCH
+from gradtx.optimizers._common import (
+    ADAM_LIKE,
+    BETA,
+    EPS,
+    LEARNING_RATE,
+    MAXIMIZE,
+    negate_if,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.adaptive_moments import (
     scale_by_adamax,
     scale_by_belief,
@@ -19,13 +28,7 @@ from gradtx.transforms.adaptive_moments import (
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-def _check_moments(learning_rate, b1, b2, eps, weight_decay) -> None:
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-
-
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(**ADAM_LIKE, maximize=MAXIMIZE)
 def adamax(
     learning_rate: ScalarOrSchedule = 2e-3,
     b1: float | jax.Array = 0.9,
@@ -71,9 +74,7 @@ def adamax(
         >>> [round(float(u), 6) for u in updates["w"]]  # the first step is -η sign(g)
         [-0.1, 0.1]
     """
-    _check_moments(learning_rate, b1, b2, eps, weight_decay)
-    check_bool("maximize", maximize)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -81,7 +82,7 @@ def adamax(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(**ADAM_LIKE, decoupled_weight_decay=SWITCH, maximize=MAXIMIZE)
 def radam(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -146,11 +147,8 @@ def radam(
         >>> [round(float(u), 6) for u in updates["w"]]  # rho_1 = 1: the step is -η m̂_1 = -η g
         [-0.05, 0.3]
     """
-    _check_moments(learning_rate, b1, b2, eps, weight_decay)
-    check_bool("decoupled_weight_decay", decoupled_weight_decay)
-    check_bool("maximize", maximize)
     decay = weight_decay_if(weight_decay)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         None if decoupled_weight_decay else decay,
         scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -159,7 +157,7 @@ def radam(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(**ADAM_LIKE, eps_root=NON_NEGATIVE)
 def adabelief(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -210,15 +208,17 @@ def adabelief(
         >>> [round(float(u), 4) for u in updates["w"]]
         [-0.1111, 0.1111]
     """
-    _check_moments(learning_rate, b1, b2, eps, weight_decay)
-    return pipeline(
+    return optimizer_chain(
         weight_decay_if(weight_decay),
         scale_by_belief(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@inject_hyperparams
+@optimizer(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, eps=EPS,
+    initial_accumulator_value=NON_NEGATIVE, mu_dtype=STATE_DTYPE, nu_dtype=STATE_DTYPE,
+)
 def yogi(
     learning_rate: ScalarOrSchedule = 1e-2,
     b1: float | jax.Array = 0.9,
@@ -269,11 +269,7 @@ def yogi(
         >>> [round(float(u), 4) for u in updates["w"]]  # -η (0.1 g) / sqrt(0.001 g²)
         [-0.3162, 0.3162]
     """
-    check_common(learning_rate, 0.0, eps)
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    return pipeline(
+    return optimizer_chain(
         scale_by_yogi(b1, b2, eps, initial_accumulator_value, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

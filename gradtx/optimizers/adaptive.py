@@ -6,16 +6,38 @@ from __future__ import annotations
 import jax
 from jax.typing import DTypeLike
 
-from gradtx import validation
+from gradtx import live, validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import (
+    NON_NEGATIVE,
+    STATE_DTYPE,
+    SWITCH,
+    UNIT_INTERVAL,
+    WEIGHT_DECAY,
+)
+from gradtx.optimizers._common import (
+    EPS,
+    LEARNING_RATE,
+    MAXIMIZE,
+    negate_if,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.momentum import scale_by_momentum
 from gradtx.transforms.normalization import scale_by_past_update_rms, scale_by_rms, scale_by_rss
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay", "lr_decay"))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    lr_decay=NON_NEGATIVE.omitted_when_zero(),
+    weight_decay=WEIGHT_DECAY,
+    initial_accumulator_value=NON_NEGATIVE,
+    eps=EPS,
+    maximize=MAXIMIZE,
+    nu_dtype=STATE_DTYPE,
+)
 def adagrad(
     learning_rate: ScalarOrSchedule = 1e-2,
     lr_decay: float | jax.Array = 0.0,
@@ -50,10 +72,7 @@ def adagrad(
         >>> import gradtx as gx
         >>> opt = gx.adagrad(learning_rate=0.1, lr_decay=1e-3)
     """
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_non_negative("lr_decay", lr_decay)
-    validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_rss(initial_accumulator_value, eps, nu_dtype=nu_dtype),
@@ -66,13 +85,23 @@ def _inverse_time_decay(learning_rate: ScalarOrSchedule, lr_decay) -> ScalarOrSc
         return learning_rate
 
     def schedule(count):
-        lr = learning_rate(count) if callable(learning_rate) else learning_rate
-        return lr / (1 + count * lr_decay)
+        lr = learning_rate(count) if callable(learning_rate) else live.read(learning_rate)
+        return lr / (1 + count * live.read(lr_decay))
 
     return schedule
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    decay=UNIT_INTERVAL,
+    eps=EPS,
+    weight_decay=WEIGHT_DECAY,
+    momentum=NON_NEGATIVE.omitted_when_zero(),
+    centered=SWITCH,
+    maximize=MAXIMIZE,
+    mu_dtype=STATE_DTYPE,
+    nu_dtype=STATE_DTYPE,
+)
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     decay: float | jax.Array = 0.99,
@@ -110,11 +139,7 @@ def rmsprop(
         >>> import gradtx as gx
         >>> opt = gx.rmsprop(learning_rate=1e-3, momentum=0.9, centered=True)
     """
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_unit_interval("decay", decay)
-    validation.check_non_negative("momentum", momentum)
-    check_bool("centered", centered)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_rms(decay, eps, centered=centered, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -125,7 +150,14 @@ def rmsprop(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    rho=UNIT_INTERVAL,
+    eps=EPS,
+    weight_decay=WEIGHT_DECAY,
+    maximize=MAXIMIZE,
+    nu_dtype=STATE_DTYPE,
+)
 def adadelta(
     learning_rate: ScalarOrSchedule = 1.0,
     rho: float | jax.Array = 0.9,
@@ -161,9 +193,7 @@ def adadelta(
         >>> import gradtx as gx
         >>> opt = gx.adadelta(rho=0.95)
     """
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_unit_interval("rho", rho)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_rms(rho, eps, eps_in_sqrt=True, nu_dtype=nu_dtype),

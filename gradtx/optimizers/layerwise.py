@@ -8,15 +8,25 @@ from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_common, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import NON_NEGATIVE, STATE_DTYPE, WEIGHT_DECAY
+from gradtx.optimizers._common import (
+    BETA,
+    EPS,
+    LEARNING_RATE,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.momentum import scale_by_momentum
 from gradtx.transforms.normalization import scale_by_adam
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, eps=EPS, weight_decay=WEIGHT_DECAY,
+    mu_dtype=STATE_DTYPE, nu_dtype=STATE_DTYPE,
+)
 def lamb(
     learning_rate: ScalarOrSchedule = 1e-3,
     b1: float | jax.Array = 0.9,
@@ -59,10 +69,7 @@ def lamb(
         >>> float(jnp.linalg.norm(updates["w"]))  # eta * ||theta||
         0.5
     """
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    return pipeline(
+    return optimizer_chain(
         scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         weight_decay_if(weight_decay),
         scale_by_trust_ratio(),
@@ -70,7 +77,14 @@ def lamb(
     )
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    momentum=NON_NEGATIVE.omitted_when_zero(),
+    weight_decay=WEIGHT_DECAY,
+    trust_coefficient=NON_NEGATIVE,
+    eps=EPS,
+    mu_dtype=STATE_DTYPE,
+)
 def lars(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: float | jax.Array = 0.9,
@@ -119,10 +133,7 @@ def lars(
         >>> [round(u, 8) for u in updates["w"].tolist()]  # kappa ||theta|| along -g
         [-0.0, -0.05]
     """
-    check_common(learning_rate, weight_decay, eps)
-    validation.check_non_negative("momentum", momentum)
-    validation.check_non_negative("trust_coefficient", trust_coefficient)
-    return pipeline(
+    return optimizer_chain(
         scale_by_trust_ratio(
             trust_coefficient=trust_coefficient, eps=eps, weight_decay=weight_decay
         ),

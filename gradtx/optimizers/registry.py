@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
+from gradtx.hyperparams.declarations import CLOSED_UNIT_INTERVAL, NON_NEGATIVE, PERIOD
+from gradtx.optimizers._common import LEARNING_RATE, optimizer
 from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
@@ -116,7 +117,12 @@ def _nesterov_ok(kw) -> bool:
 # raw (``__wrapped__``) factory so that one HyperparamsState holds every live value.
 
 
-@inject_hyperparams(static_args=("sync_period",), omit_when_zero=("momentum",))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    momentum=NON_NEGATIVE.omitted_when_zero(),
+    alpha=CLOSED_UNIT_INTERVAL,
+    sync_period=PERIOD,
+)
 def lookahead_sgd(
     learning_rate: ScalarOrSchedule = 0.1,
     momentum: float = 0.9,
@@ -127,7 +133,7 @@ def lookahead_sgd(
     return lookahead(sgd.__wrapped__(learning_rate, momentum=momentum), sync_period, alpha)
 
 
-@inject_hyperparams
+@optimizer(learning_rate=LEARNING_RATE, decay=CLOSED_UNIT_INTERVAL)
 def param_average_adam(
     learning_rate: ScalarOrSchedule = 1e-3, decay: float = 0.99
 ) -> GradientTransformation:

@@ -7,13 +7,35 @@ from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_bool, check_common, negate_if, pipeline, weight_decay_if
-from gradtx.transforms.momentum import scale_by_momentum
+from gradtx.hyperparams.declarations import (
+    CLOSED_UNIT_INTERVAL,
+    NON_NEGATIVE,
+    STATE_DTYPE,
+    SWITCH,
+    WEIGHT_DECAY,
+)
+from gradtx.optimizers._common import (
+    LEARNING_RATE,
+    MAXIMIZE,
+    negate_if,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
+from gradtx.transforms.momentum import check_nesterov, scale_by_momentum
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay", "momentum"))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    momentum=NON_NEGATIVE.omitted_when_zero(),
+    dampening=CLOSED_UNIT_INTERVAL,
+    nesterov=SWITCH,
+    weight_decay=WEIGHT_DECAY,
+    maximize=MAXIMIZE,
+    mu_dtype=STATE_DTYPE,
+    rules=(check_nesterov,),
+)
 def sgd(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: float | jax.Array = 0.0,
@@ -61,14 +83,8 @@ def sgd(
         >>> updates, state = opt.update({"w": jnp.ones(3)}, state, params)
         >>> params = gx.apply_updates(params, updates)
     """
-    check_common(learning_rate, weight_decay)
-    validation.check_non_negative("momentum", momentum)
-    validation.check_interval("dampening", dampening, 0.0, 1.0)
-    check_bool("nesterov", nesterov)
-    if nesterov and validation.is_static_zero(momentum):
-        raise ValueError("`nesterov=True` needs `momentum` > 0, got momentum=0.")
     use_momentum = not validation.is_static_zero(momentum)
-    return pipeline(
+    return optimizer_chain(
         negate_if(maximize),
         weight_decay_if(weight_decay),
         scale_by_momentum(momentum, dampening, nesterov, dtype=mu_dtype) if use_momentum else None,

@@ -7,14 +7,23 @@ from jax.typing import DTypeLike
 
 from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import inject_hyperparams
-from gradtx.optimizers._common import check_common, pipeline, weight_decay_if
+from gradtx.hyperparams.declarations import STATE_DTYPE, UNIT_INTERVAL, WEIGHT_DECAY
+from gradtx.optimizers._common import (
+    BETA,
+    LEARNING_RATE,
+    optimizer,
+    optimizer_chain,
+    weight_decay_if,
+)
 from gradtx.transforms.moments import ema
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
 
 
-@inject_hyperparams(omit_when_zero=("weight_decay",))
+@optimizer(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, weight_decay=WEIGHT_DECAY,
+    mu_dtype=STATE_DTYPE,
+)
 def lion(
     learning_rate: ScalarOrSchedule = 1e-4,
     b1: float | jax.Array = 0.9,
@@ -55,17 +64,18 @@ def lion(
         >>> [round(u, 8) for u in updates["w"].tolist()]  # -eta (sign(g) + lambda theta)
         [-0.00033, 0.00027, -3e-05]
     """
-    check_common(learning_rate, weight_decay)
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    return pipeline(
+    return optimizer_chain(
         scale_by_lion(b1, b2, dtype=mu_dtype),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(learning_rate),
     )
 
 
-@inject_hyperparams(omit_when_zero=("momentum",))
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    momentum=UNIT_INTERVAL.omitted_when_zero(),
+    mu_dtype=STATE_DTYPE,
+)
 def sign_sgd(
     learning_rate: ScalarOrSchedule = 1e-3,
     momentum: float | jax.Array = 0.0,
@@ -103,9 +113,7 @@ def sign_sgd(
         >>> [round(u, 8) for u in updates["w"].tolist()]
         [-0.01, 0.01, -0.0]
     """
-    check_common(learning_rate, 0.0)
-    validation.check_unit_interval("momentum", momentum)
-    return pipeline(
+    return optimizer_chain(
         None if validation.is_static_zero(momentum) else ema(momentum, dtype=mu_dtype),
         scale_by_sign(),
         scale_by_learning_rate(learning_rate),

@@ -21,11 +21,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, PyTree, chain, parallel
-from gradtx.transforms import moments
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting, moments
 from gradtx.transforms.normalization import normalize
 
 # RAdam's threshold on the length of the approximated simple moving average: the adaptive
@@ -73,9 +72,10 @@ def scale_by_adamax(
 
 
 class RectificationState(NamedTuple):
-    r"""The number of updates seen so far (the :math:`t` of :math:`\rho_t`)."""
+    r"""The number of updates seen so far (the :math:`t` of :math:`\rho_t`); None inside an
+    optimizer, which keeps one count for all its transforms."""
 
-    count: jax.Array
+    count: jax.Array | None
 
 
 def radam_rectification(
@@ -107,18 +107,20 @@ def radam_rectification(
 
     def init(params):
         del params
-        return RectificationState(count=zero_count())
+        return RectificationState(count=counting.init_count())
 
-    def update(updates, state, params=None):
-        del params
-        count = increment(state.count)
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "radam_rectification")
+        t = counting.as_float(taken) + 1
+        epsilon = live.read(eps)
         # Per-step scalars, computed once in the default float dtype (as bias_correction does),
         # in torch's order of operations so that the rho_t > 5 test agrees with torch's.
-        beta = jnp.asarray(decay)
-        beta_t = beta**count
+        beta = jnp.asarray(live.read(decay), t.dtype)
+        beta_t = beta**t
         correction = 1 - beta_t
         rho_inf = 2 / (1 - beta) - 1
-        rho = rho_inf - 2 * count * beta_t / correction
+        rho = rho_inf - 2 * t * beta_t / correction
         adaptive = rho > _RHO_THRESHOLD
         ratio = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
         # The ratio is negative (or 0/0) when rho_t <= 5; that branch is never taken, but a NaN
@@ -126,7 +128,7 @@ def radam_rectification(
         factor = jnp.sqrt(jnp.where(adaptive, ratio, 1.0)) * jnp.sqrt(correction)
 
         def leaf(v):
-            scaled = _tree.cast_like(factor, v) / (jnp.sqrt(v) + _tree.cast_like(eps, v))
+            scaled = _tree.cast_like(factor, v) / (jnp.sqrt(v) + _tree.cast_like(epsilon, v))
             return jnp.where(adaptive, scaled, jnp.ones_like(v))
 
         out = jax.tree_util.tree_map(leaf, updates)
@@ -198,12 +200,13 @@ def scale_by_yogi(
 
 
 class BeliefState(NamedTuple):
-    """AdaBelief's first moment :math:`m`, its belief :math:`s` (the moving second moment of
-    :math:`g - m`), and the number of updates seen."""
+    """AdaBelief's first moment ``mu`` (:math:`m`), its belief ``nu`` (:math:`s`, the moving
+    second moment of :math:`g - m`), and the number of updates seen (None inside an
+    optimizer, which keeps one count for all its transforms)."""
 
-    moment: PyTree
-    belief: PyTree
-    count: jax.Array
+    mu: PyTree
+    nu: PyTree
+    count: jax.Array | None
 
 
 def scale_by_belief(
@@ -241,30 +244,32 @@ def scale_by_belief(
 
     def init(params):
         return BeliefState(
-            moment=_tree.full_like(params, 0.0, mu_dtype),
-            belief=_tree.full_like(params, 0.0, nu_dtype),
-            count=zero_count(),
+            mu=_tree.full_like(params, 0.0, mu_dtype),
+            nu=_tree.full_like(params, 0.0, nu_dtype),
+            count=counting.init_count(),
         )
 
-    def update(updates, state, params=None):
-        del params
-        count = increment(state.count)
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "scale_by_belief")
+        t = counting.as_float(taken) + 1
+        beta1, beta2 = live.read(b1), live.read(b2)
+        epsilon, epsilon_root = live.read(eps), live.read(eps_root)
         # Per-step scalars, computed once outside the elementwise work.
-        inverse1 = 1 / (1 - jnp.asarray(b1) ** count)
-        inverse2 = 1 / (1 - jnp.asarray(b2) ** count)
+        inverse1 = 1 / (1 - jnp.asarray(beta1, t.dtype) ** t)
+        inverse2 = 1 / (1 - jnp.asarray(beta2, t.dtype) ** t)
 
-        def leaf(g, stored_m, stored_s):
-            g, m, s = _tree.widen(g, stored_m, stored_s)
-            m = moments.ema_update(m, g, b1)
+        def leaf(g, m, s):
+            m = moments.ema_update(m, g, beta1)
             residual = g - m
-            s = moments.ema_update(s, residual * residual, b2) + _tree.cast_like(eps_root, s)
+            s = moments.ema_update(s, residual * residual, beta2)
+            s = s + _tree.cast_like(epsilon_root, s)
             m_hat = m * _tree.cast_like(inverse1, m)
             s_hat = s * _tree.cast_like(inverse2, s)
-            out = m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(eps, s))
-            return out, m.astype(stored_m.dtype), s.astype(stored_s.dtype)
+            out = m_hat / (jnp.sqrt(s_hat) + _tree.cast_like(epsilon, s))
+            return out, m, s
 
-        triples = _tree.map_state(leaf, updates, state.moment, state.belief, name="scale_by_belief")
-        out, moment, belief = _tree.split_tuples(triples, updates, 3)
-        return out, BeliefState(moment=moment, belief=belief, count=count)
+        out, (mu, nu) = _tree.leafwise(leaf, updates, state.mu, state.nu, name="scale_by_belief")
+        return out, BeliefState(mu=mu, nu=nu, count=count)
 
     return GradientTransformation(init, update)

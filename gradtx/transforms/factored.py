@@ -13,10 +13,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, PyTree, stateless
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting
 from gradtx.transforms.moments import ema_update
 from gradtx.transforms.trust_ratio import block_norm
 
@@ -29,9 +29,10 @@ class FactoredRmsState(NamedTuple):
     unused ``row`` and ``col``. Unused slots are one-element placeholder arrays, so that every
     state leaf is an array (checkpointers such as orbax refuse zero-size arrays and treat
     ``None`` specially) and a factored matrix costs ``n + m + 1`` numbers.
+    ``count`` is None inside an optimizer, which keeps one count for all its transforms.
     """
 
-    count: jax.Array
+    count: jax.Array | None
     row: PyTree
     col: PyTree
     full: PyTree
@@ -103,23 +104,24 @@ def scale_by_factored_rms(
         row, col, full = _tree.split_tuples(
             jax.tree_util.tree_map(slots, params), params, 3
         )
-        return FactoredRmsState(count=zero_count(), row=row, col=col, full=full)
+        return FactoredRmsState(count=counting.init_count(), row=row, col=col, full=full)
 
-    def update(updates, state, params=None):
-        del params
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
         _tree.check_match(
             state.full, updates, reference_name="scale_by_factored_rms state",
             other_name="updates", shapes=False,
         )
-        count = increment(state.count)
-        t = count.astype(jnp.result_type(float))
-        decay = 1 - t ** -jnp.asarray(decay_rate, t.dtype)
+        taken, count = counting.advance(state.count, "scale_by_factored_rms")
+        t = counting.as_float(taken) + 1
+        decay = 1 - t ** -jnp.asarray(live.read(decay_rate), t.dtype)
+        epsilon = live.read(eps)
 
         def leaf(path, u, row, col, full):
             dtype = full.dtype
             u = u.astype(dtype)
             _check_slots(path, u.shape, row, col, full, factored)
-            squares = u * u + _tree.cast_like(eps, u)
+            squares = u * u + _tree.cast_like(epsilon, u)
             if _is_factored(u.shape, factored):
                 row = ema_update(row, jnp.mean(squares, axis=-1), decay)
                 col = ema_update(col, jnp.mean(squares, axis=-2), decay)
@@ -172,8 +174,10 @@ def scale_by_param_block_rms(min_scale: float | jax.Array = 1e-3) -> GradientTra
     validation.check_non_negative("min_scale", min_scale)
 
     def scale(updates, params):
+        floor = live.read(min_scale)
+
         def leaf(u, p):
-            factor = jnp.maximum(_tree.cast_like(min_scale, u), block_rms(p.astype(u.dtype)))
+            factor = jnp.maximum(_tree.cast_like(floor, u), block_rms(p.astype(u.dtype)))
             return factor * u
 
         return jax.tree_util.tree_map(leaf, updates, params)

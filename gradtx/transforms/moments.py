@@ -15,22 +15,41 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, PyTree, parallel
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting
 
 
-class MomentState(NamedTuple):
-    """A statistic of the updates with the shape of the parameters."""
+class FirstMomentState(NamedTuple):
+    """A moving average of the updates, per parameter (Adam's :math:`m`)."""
 
-    moment: PyTree
+    mu: PyTree
+
+
+class SecondMomentState(NamedTuple):
+    """A statistic of the squared (or absolute) updates, per parameter (Adam's :math:`v`)."""
+
+    nu: PyTree
+
+
+class RunningMaxState(NamedTuple):
+    """The running maximum of a second moment, per parameter (AMSGrad's :math:`\\hat v`)."""
+
+    nu_max: PyTree
+
+
+class SumOfSquaresState(NamedTuple):
+    """The running sum of squared updates, per parameter (Adagrad's accumulator)."""
+
+    sum_of_squares: PyTree
 
 
 class CountState(NamedTuple):
-    """The number of updates seen so far."""
+    """The number of updates seen so far; None inside an optimizer, which keeps one count for
+    all its transforms (see :mod:`gradtx.transforms.counting`)."""
 
-    count: jax.Array
+    count: jax.Array | None
 
 
 def ema_update(moment: jax.Array, value: jax.Array, decay) -> jax.Array:
@@ -41,34 +60,34 @@ def ema_update(moment: jax.Array, value: jax.Array, decay) -> jax.Array:
 
 
 def _accumulator(
+    state_class: type,
     name: str,
     step: Callable[[jax.Array, jax.Array], jax.Array],
     of: Callable[[jax.Array], jax.Array] = lambda u: u,
     initial_value: float | jax.Array = 0.0,
     dtype=None,
 ) -> GradientTransformation:
-    """A transformation that keeps one per-parameter statistic ``s``, updates it with
-    ``s <- step(s, of(u))`` and outputs the new ``s``.
+    """A transformation that keeps one per-parameter statistic ``s`` (the one field of
+    ``state_class``), updates it with ``s <- step(s, of(u))`` and outputs the new ``s``.
 
     ``s`` is stored in ``dtype`` (default: each parameter's dtype). The step is computed in the
     wider of the state's and the update's dtypes, and its unrounded result is the output, so a
-    bfloat16 state costs precision only in what is carried to the next step."""
+    bfloat16 state costs precision only in what is carried to the next step. Hyperparameters
+    that ``step`` uses are read by it (they may be live)."""
     dtype = validation.check_state_dtype("dtype", dtype)
 
     def init(params):
-        return MomentState(moment=_tree.full_like(params, initial_value, dtype))
+        return state_class(_tree.full_like(params, live.read(initial_value), dtype))
 
-    def update(updates, state, params=None):
-        del params
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
 
         def leaf(u, s):
-            wide_u, wide_s = _tree.widen(u, s)
-            new = step(wide_s, of(wide_u))
-            return new, new.astype(s.dtype)
+            new = step(s, of(u))
+            return new, new
 
-        pairs = _tree.map_state(leaf, updates, state.moment, name=name)
-        out, moment = _tree.split_tuples(pairs, updates, 2)
-        return out, MomentState(moment=moment)
+        out, (statistic,) = _tree.leafwise(leaf, updates, state[0], name=name)
+        return out, state_class(statistic)
 
     return GradientTransformation(init, update)
 
@@ -86,7 +105,9 @@ def ema(decay: float | jax.Array, *, dtype=None) -> GradientTransformation:
     ``dtype`` is the dtype the average is stored in (default: the parameters').
     """
     validation.check_unit_interval("decay", decay)
-    return _accumulator("ema", lambda s, x: ema_update(s, x, decay), dtype=dtype)
+    return _accumulator(
+        FirstMomentState, "ema", lambda s, x: ema_update(s, x, live.read(decay)), dtype=dtype
+    )
 
 
 def ema_of_squares(decay: float | jax.Array, *, dtype=None) -> GradientTransformation:
@@ -99,7 +120,8 @@ def ema_of_squares(decay: float | jax.Array, *, dtype=None) -> GradientTransform
     """
     validation.check_unit_interval("decay", decay)
     return _accumulator(
-        "ema_of_squares", lambda s, x: ema_update(s, x, decay), of=_square, dtype=dtype
+        SecondMomentState, "ema_of_squares", lambda s, x: ema_update(s, x, live.read(decay)),
+        of=_square, dtype=dtype,
     )
 
 
@@ -126,7 +148,7 @@ def sum_of_squares(
     """
     validation.check_non_negative("initial_value", initial_value)
     return _accumulator(
-        "sum_of_squares", lambda s, x: (s + x).astype(s.dtype), of=_square,
+        SumOfSquaresState, "sum_of_squares", lambda s, x: (s + x).astype(s.dtype), of=_square,
         initial_value=initial_value, dtype=dtype,
     )
 
@@ -137,7 +159,7 @@ def running_max(*, dtype=None) -> GradientTransformation:
 
     .. math:: \\hat v_t = \\max(\\hat v_{t-1}, u_t), \\qquad \\hat v_0 = 0
     """
-    return _accumulator("running_max", jnp.maximum, dtype=dtype)
+    return _accumulator(RunningMaxState, "running_max", jnp.maximum, dtype=dtype)
 
 
 def bias_correction(decay: float | jax.Array) -> GradientTransformation:
@@ -153,15 +175,16 @@ def bias_correction(decay: float | jax.Array) -> GradientTransformation:
 
     def init(params):
         del params
-        return CountState(count=zero_count())
+        return CountState(count=counting.init_count())
 
-    def update(updates, state, params=None):
-        del params
-        count = increment(state.count)
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "bias_correction")
         # The reciprocal is computed once per step, outside the elementwise work: a multiply
         # per element instead of a divide, which costs several times more (an optimizer step
         # on CPU is bound by its divides and square roots as much as by memory).
-        inverse = 1 / (1 - jnp.asarray(decay) ** count)
+        t = counting.as_float(taken) + 1
+        inverse = 1 / (1 - jnp.asarray(live.read(decay), t.dtype) ** t)
         out = jax.tree_util.tree_map(lambda u: u * _tree.cast_like(inverse, u), updates)
         return out, CountState(count=count)
 
@@ -185,7 +208,9 @@ def weighted_infinity_norm(
     def step(s, x):
         return jnp.maximum(_tree.cast_like(decay, s) * s, x + _tree.cast_like(eps, s))
 
-    return _accumulator("weighted_infinity_norm", step, of=jnp.abs, dtype=dtype)
+    return _accumulator(
+        SecondMomentState, "weighted_infinity_norm", step, of=jnp.abs, dtype=dtype
+    )
 
 
 def yogi_second_moment(
@@ -211,5 +236,6 @@ def yogi_second_moment(
         return (v - rate * jnp.sign(v - x) * x).astype(v.dtype)
 
     return _accumulator(
-        "yogi_second_moment", step, of=_square, initial_value=initial_value, dtype=dtype
+        SecondMomentState, "yogi_second_moment", step, of=_square,
+        initial_value=initial_value, dtype=dtype,
     )

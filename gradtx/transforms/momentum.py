@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, PyTree
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting
 from gradtx.transforms.moments import ema_update
 
 
 class MomentumState(NamedTuple):
-    """torch's ``momentum_buffer`` per parameter, and the number of updates seen."""
+    """torch's ``momentum_buffer`` per parameter, and the number of updates seen (None inside
+    an optimizer, which keeps one count for all its transforms)."""
 
     momentum_buffer: PyTree
-    count: jax.Array
+    count: jax.Array | None
 
 
 class NadamMomentumState(NamedTuple):
-    """The first moment, the running product of the momentum schedule, and the step count."""
+    """The first moment ``mu``, the running product of the momentum schedule, and the step
+    count (None inside an optimizer)."""
 
-    moment: PyTree
+    mu: PyTree
     mu_product: jax.Array
-    count: jax.Array
+    count: jax.Array | None
 
 
 def scale_by_momentum(
@@ -54,7 +58,9 @@ def scale_by_momentum(
     dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_non_negative("momentum", momentum)
     validation.check_interval("dampening", dampening, 0.0, 1.0)
-    _check_nesterov(nesterov, momentum, dampening)
+    validation.check_bool("nesterov", nesterov)
+    check_nesterov({"nesterov": nesterov, "momentum": validation.concrete(momentum),
+                    "dampening": validation.concrete(dampening)})
     # torch skips momentum entirely when it is 0: decided now for a Python number, per step
     # (with a select) for an array, whose value may change or be traced.
     static_momentum = isinstance(momentum, (int, float))
@@ -62,45 +68,46 @@ def scale_by_momentum(
 
     def init(params):
         buffer = _tree.full_like(params, 0.0, dtype)
-        return MomentumState(momentum_buffer=buffer, count=zero_count())
+        return MomentumState(momentum_buffer=buffer, count=counting.init_count())
 
-    def update(updates, state, params=None):
-        del params
-        first = state.count == 0
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "scale_by_momentum")
+        mu, tau = live.read(momentum), live.read(dampening)
+        first = taken == 0
 
         # The first step, and a zero momentum (torch then keeps no buffer), restart the buffer
         # at u; so the output is the buffer in every case. The choice is made once per step on
         # two scalar weights, b <- w_b * b + w_u * u, not by a select per element.
-        restart = first if static_momentum else first | (jnp.asarray(momentum) == 0)
-        buffer_weight = jnp.where(restart, 0.0, jnp.asarray(momentum))
-        update_weight = jnp.where(restart, 1.0, 1 - jnp.asarray(dampening))
+        restart = first if static_momentum else first | (jnp.asarray(mu) == 0)
+        buffer_weight = jnp.where(restart, 0.0, jnp.asarray(mu))
+        update_weight = jnp.where(restart, 1.0, 1 - jnp.asarray(tau))
 
-        def leaf(u, stored):
-            u, buf = _tree.widen(u, stored)
-            mu = _tree.cast_like(momentum, buf)
+        def leaf(u, buf):
             new_buf = (
                 _tree.cast_like(buffer_weight, buf) * buf
                 + _tree.cast_like(update_weight, buf) * u
             )
-            out = u + mu * new_buf if nesterov else new_buf
-            return (u if static_zero else out), new_buf.astype(stored.dtype)
+            out = u + _tree.cast_like(mu, buf) * new_buf if nesterov else new_buf
+            return (u if static_zero else out), new_buf
 
-        pairs = _tree.map_state(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
-        out, buf = _tree.split_tuples(pairs, updates, 2)
-        return out, MomentumState(momentum_buffer=buf, count=increment(state.count))
+        out, (buf,) = _tree.leafwise(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
+        return out, MomentumState(momentum_buffer=buf, count=count)
 
     return GradientTransformation(init, update)
 
 
-def _check_nesterov(nesterov, momentum, dampening):
-    validation.check_bool("nesterov", nesterov)
-    if not nesterov:
+def check_nesterov(values: Mapping[str, Any]) -> None:
+    """torch's rule: Nesterov momentum needs ``momentum > 0`` and ``dampening = 0``. ``values``
+    maps the three names to their values (NumPy arrays, or None where unknown); a rule of
+    :func:`gradtx.sgd`'s declarations too, so ``set_hyperparam`` applies it."""
+    if not values.get("nesterov"):
         return
-    mom, damp = validation.concrete(momentum), validation.concrete(dampening)
-    if mom is not None and not (mom > 0).all():
-        raise ValueError(f"`nesterov=True` needs `momentum` > 0, got momentum={momentum!r}.")
-    if damp is not None and not (damp == 0).all():
-        raise ValueError(f"`nesterov=True` needs `dampening` = 0, got dampening={dampening!r}.")
+    mom, damp = values.get("momentum"), values.get("dampening")
+    if mom is not None and not (np.asarray(mom) > 0).all():
+        raise ValueError(f"`nesterov=True` needs `momentum` > 0, got momentum={mom!r}.")
+    if damp is not None and not (np.asarray(damp) == 0).all():
+        raise ValueError(f"`nesterov=True` needs `dampening` = 0, got dampening={damp!r}.")
 
 
 def nadam_momentum(
@@ -128,30 +135,29 @@ def nadam_momentum(
 
     def init(params):
         return NadamMomentumState(
-            moment=_tree.full_like(params, 0.0, dtype), mu_product=jnp.ones([]),
-            count=zero_count(),
+            mu=_tree.full_like(params, 0.0, dtype), mu_product=jnp.ones([]),
+            count=counting.init_count(),
         )
 
-    def update(updates, state, params=None):
-        del params
-        count = increment(state.count)
-        beta = jnp.asarray(b1, state.mu_product.dtype)
-        psi = jnp.asarray(momentum_decay, state.mu_product.dtype)
-        mu = beta * (1.0 - 0.5 * 0.96 ** (count * psi))
-        mu_next = beta * (1.0 - 0.5 * 0.96 ** ((count + 1) * psi))
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "nadam_momentum")
+        t = counting.as_float(taken) + 1
+        beta = jnp.asarray(live.read(b1), state.mu_product.dtype)
+        psi = jnp.asarray(live.read(momentum_decay), state.mu_product.dtype)
+        mu = beta * (1.0 - 0.5 * 0.96 ** (t * psi))
+        mu_next = beta * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
         mu_product = state.mu_product * mu
         # Per-step scalars, computed once outside the elementwise work.
         gradient_weight = (1.0 - mu) / (1.0 - mu_product)
         moment_weight = mu_next / (1.0 - mu_product * mu_next)
 
-        def leaf(u, stored):
-            u, m = _tree.widen(u, stored)
+        def leaf(u, m):
             m = ema_update(m, u, beta)
             out = _tree.cast_like(gradient_weight, m) * u + _tree.cast_like(moment_weight, m) * m
-            return out, m.astype(stored.dtype)
+            return out, m
 
-        pairs = _tree.map_state(leaf, updates, state.moment, name="nadam_momentum")
-        out, moment = _tree.split_tuples(pairs, updates, 2)
-        return out, NadamMomentumState(moment=moment, mu_product=mu_product, count=count)
+        out, (moment,) = _tree.leafwise(leaf, updates, state.mu, name="nadam_momentum")
+        return out, NadamMomentumState(mu=moment, mu_product=mu_product, count=count)
 
     return GradientTransformation(init, update)

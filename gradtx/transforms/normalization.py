@@ -8,8 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, PyTree, chain, identity, parallel
 from gradtx.transforms import moments
 
@@ -38,7 +38,7 @@ def normalize(
     validation.check_bool("eps_in_sqrt", eps_in_sqrt)
 
     def divide(n, v):
-        e = _tree.cast_like(eps, v)
+        e = _tree.cast_like(eps, v)  # a live eps is read here
         return n / (jnp.sqrt(v + e) if eps_in_sqrt else jnp.sqrt(v) + e)
 
     return parallel(numerator, second_moment, combine=divide)
@@ -123,7 +123,7 @@ def scale_by_rss(
 
 
 class PastUpdateRmsState(NamedTuple):
-    """The moving average of the squared outputs (Adadelta's ``acc_delta``)."""
+    """The moving average of the squared outputs (torch's Adadelta's ``acc_delta``)."""
 
     acc_delta: PyTree
 
@@ -148,16 +148,17 @@ def scale_by_past_update_rms(
     def init(params):
         return PastUpdateRmsState(acc_delta=_tree.full_like(params, 0.0, dtype))
 
-    def update(updates, state, params=None):
-        del params
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        rho, epsilon = live.read(decay), live.read(eps)
 
-        def leaf(u, stored):
-            u, acc = _tree.widen(u, stored)
-            delta = jnp.sqrt(acc + _tree.cast_like(eps, acc)) * u
-            return delta, moments.ema_update(acc, delta * delta, decay).astype(stored.dtype)
+        def leaf(u, acc):
+            delta = jnp.sqrt(acc + _tree.cast_like(epsilon, acc)) * u
+            return delta, moments.ema_update(acc, delta * delta, rho)
 
-        pairs = _tree.map_state(leaf, updates, state.acc_delta, name="scale_by_past_update_rms")
-        out, acc = _tree.split_tuples(pairs, updates, 2)
+        out, (acc,) = _tree.leafwise(
+            leaf, updates, state.acc_delta, name="scale_by_past_update_rms"
+        )
         return out, PastUpdateRmsState(acc_delta=acc)
 
     return GradientTransformation(init, update)

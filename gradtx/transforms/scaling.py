@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, ScalarOrSchedule, stateless
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting
 
 
 class ScheduleState(NamedTuple):
-    """The number of updates done so far; the schedule is evaluated at it."""
+    """The number of updates done so far; the schedule is evaluated at it. None inside an
+    optimizer, which keeps one count for all its transforms."""
 
-    count: jax.Array
+    count: jax.Array | None
 
 
 def scale(step_size: float | jax.Array) -> GradientTransformation:
@@ -24,11 +26,12 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
     ``gx.scale(-1.0)`` turns a maximisation into a minimisation (torch's ``maximize=True``).
     """
     validation.check_interval("step_size", step_size)
-    return stateless(
-        lambda updates, params: jax.tree_util.tree_map(
-            lambda u: _tree.cast_like(step_size, u) * u, updates
-        )
-    )
+
+    def multiply(updates, params):
+        factor = live.read(step_size)
+        return jax.tree_util.tree_map(lambda u: _tree.cast_like(factor, u) * u, updates)
+
+    return stateless(multiply)
 
 
 def scale_by_learning_rate(
@@ -44,18 +47,19 @@ def scale_by_learning_rate(
     sign = -1.0 if flip_sign else 1.0
 
     def apply(lr, updates):
-        return jax.tree_util.tree_map(lambda u: _tree.cast_like(sign * lr, u) * u, updates)
+        step = sign * jnp.asarray(lr)  # once per step, not per leaf
+        return jax.tree_util.tree_map(lambda u: _tree.cast_like(step, u) * u, updates)
 
     if not callable(learning_rate):
-        return stateless(lambda updates, params: apply(learning_rate, updates))
+        return stateless(lambda updates, params: apply(live.read(learning_rate), updates))
 
     def init(params):
         del params
-        return ScheduleState(count=zero_count())
+        return ScheduleState(count=counting.init_count())
 
-    def update(updates, state, params=None):
-        del params
-        lr = learning_rate(state.count)
-        return apply(lr, updates), ScheduleState(count=increment(state.count))
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "scale_by_learning_rate")
+        return apply(learning_rate(taken), updates), ScheduleState(count=count)
 
     return GradientTransformation(init, update)

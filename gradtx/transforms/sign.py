@@ -6,10 +6,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, stateless
-from gradtx.transforms.moments import MomentState, ema_update
+from gradtx.transforms.moments import FirstMomentState, ema_update
 
 
 def scale_by_sign() -> GradientTransformation:
@@ -41,17 +41,16 @@ def scale_by_lion(
     validation.check_unit_interval("b2", b2)
 
     def init(params):
-        return MomentState(moment=_tree.full_like(params, 0.0, dtype))
+        return FirstMomentState(mu=_tree.full_like(params, 0.0, dtype))
 
-    def update(updates, state, params=None):
-        del params
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        beta1, beta2 = live.read(b1), live.read(b2)
 
-        def leaf(u, stored):
-            u, m = _tree.widen(u, stored)
-            return jnp.sign(ema_update(m, u, b1)), ema_update(m, u, b2).astype(stored.dtype)
+        def leaf(u, m):
+            return jnp.sign(ema_update(m, u, beta1)), ema_update(m, u, beta2)
 
-        pairs = _tree.map_state(leaf, updates, state.moment, name="scale_by_lion")
-        out, moment = _tree.split_tuples(pairs, updates, 2)
-        return out, MomentState(moment=moment)
+        out, (mu,) = _tree.leafwise(leaf, updates, state.mu, name="scale_by_lion")
+        return out, FirstMomentState(mu=mu)
 
     return GradientTransformation(init, update)

@@ -11,7 +11,7 @@ from gradtx import tree as _tree
 from gradtx import validation
 from gradtx.core import GradientTransformation, OptState, PyTree
 from gradtx.transforms.counting import zero_count
-from gradtx.wrappers.finite import run_or_skip
+from gradtx.wrappers.finite import init_skippable, run_or_skip
 
 
 class AccumulationState(NamedTuple):
@@ -81,11 +81,11 @@ def accumulate_gradients(inner: GradientTransformation, every_k: int) -> Gradien
         return AccumulationState(
             micro_step=zero_count(),
             grad_sum=_tree.full_like(params),
-            inner_state=inner.init(params),
+            inner_state=init_skippable(inner, params),
             emitted=jnp.asarray(False),
         )
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         grad_sum = _tree.map_state(
             lambda u, s: (s + u.astype(s.dtype)).astype(s.dtype),
             updates, state.grad_sum, name="accumulate_gradients",
@@ -95,7 +95,7 @@ def accumulate_gradients(inner: GradientTransformation, every_k: int) -> Gradien
         mean = jax.tree_util.tree_map(
             lambda s: (s / _tree.cast_like(every_k, s)).astype(s.dtype), grad_sum
         )
-        out, inner_state = run_or_skip(emit, inner, mean, state.inner_state, params)
+        out, inner_state = run_or_skip(emit, inner, mean, state.inner_state, params, **extra_args)
         return out, AccumulationState(
             micro_step=jnp.where(emit, zero_count(), micro_step).astype(jnp.int32),
             grad_sum=jax.tree_util.tree_map(

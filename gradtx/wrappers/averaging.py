@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import core, validation
+from gradtx import core, live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree
 from gradtx.transforms.counting import increment, zero_count
@@ -87,16 +87,22 @@ def with_param_average(
             count=zero_count(),
         )
 
-    def update(updates, state, params=None):
+    inner_update = core.with_extra_args(inner.update)
+
+    def update(updates, state, params=None, **extra_args):
         _tree.check_params(params, updates, name="with_param_average")
-        inner_updates, inner_state = inner.update(updates, state.inner_state, params)
+        inner_updates, inner_state = inner_update(
+            updates, state.inner_state, params, **extra_args
+        )
         _tree.check_match(
             params, inner_updates, reference_name="params", other_name="inner updates"
         )
         _tree.check_match(params, state.average, reference_name="params", other_name="average")
 
+        beta = live.read(decay)
+
         def average_step(p, d, a):
-            return ema_update(a, (p + d).astype(p.dtype), decay)
+            return ema_update(a, (p + d).astype(p.dtype), beta)
 
         average = jax.tree_util.tree_map(average_step, params, inner_updates, state.average)
         new_state = ParamAverageState(

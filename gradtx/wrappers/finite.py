@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import validation
+from gradtx import core, live, validation
 from gradtx.core import GradientTransformation, OptState, Params, Updates
 from gradtx.transforms.counting import increment, zero_count
 
@@ -37,8 +37,10 @@ def run_or_skip(
     updates: Updates,
     state: OptState,
     params: Params | None = None,
+    **extra_args,
 ) -> tuple[Updates, OptState]:
-    """``inner.update(updates, state, params)`` when the boolean scalar ``run`` is True;
+    """``inner.update(updates, state, params, **extra_args)`` when the boolean scalar ``run``
+    is True;
     otherwise zero updates (of the shapes and dtypes ``inner`` would output) and ``state``
     returned as it is, bit for bit.
 
@@ -49,14 +51,27 @@ def run_or_skip(
     built on this.
     """
 
+    inner_update = core.with_extra_args(inner.update)
+
+    def step():
+        return inner_update(updates, state, params, **extra_args)
+
     def skip():
-        shapes = jax.eval_shape(lambda u, s, p: inner.update(u, s, p)[0], updates, state, params)
+        shapes = jax.eval_shape(lambda: step()[0])
         return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes), state
 
     if not validation.is_traced(run):
         # Eagerly a Python `if`: a lax.cond of fresh closures would be recompiled at every call.
-        return inner.update(updates, state, params) if bool(run) else skip()
-    return jax.lax.cond(run, lambda: inner.update(updates, state, params), skip)
+        return step() if bool(run) else skip()
+    return jax.lax.cond(run, step, skip)
+
+
+def init_skippable(inner: GradientTransformation, params: Params) -> OptState:
+    """``inner.init(params)`` for a wrapper that skips some of ``inner``'s steps: inner
+    transforms then keep their own step counts, since the enclosing optimizer's count also
+    counts the skipped steps."""
+    with live.own_counts():
+        return inner.init(params)
 
 
 def all_finite(tree) -> jax.Array:
@@ -112,15 +127,17 @@ def apply_if_finite(
             notfinite_count=zero_count(),
             last_finite=jnp.asarray(True),
             total_notfinite=zero_count(),
-            inner_state=inner.init(params),
+            inner_state=init_skippable(inner, params),
         )
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         finite = all_finite(updates)
         count = jnp.where(finite, zero_count(), increment(state.notfinite_count))
         total = jnp.where(finite, state.total_notfinite, increment(state.total_notfinite))
         run = finite | (count > jnp.asarray(max_consecutive_errors))
-        out, inner_state = run_or_skip(run, inner, updates, state.inner_state, params)
+        out, inner_state = run_or_skip(
+            run, inner, updates, state.inner_state, params, **extra_args
+        )
         return out, ApplyIfFiniteState(
             notfinite_count=count, last_finite=finite, total_notfinite=total,
             inner_state=inner_state,

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import core, validation
+from gradtx import core, live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree
 
@@ -100,19 +100,24 @@ def lookahead(
             fast_steps=jnp.zeros([], jnp.int32),
         )
 
-    def update(updates, state, params=None):
+    inner_update = core.with_extra_args(inner.update)
+
+    def update(updates, state, params=None, **extra_args):
         _tree.check_params(params, updates, name="lookahead")
-        inner_updates, inner_state = inner.update(updates, state.inner_state, params)
+        inner_updates, inner_state = inner_update(
+            updates, state.inner_state, params, **extra_args
+        )
         _tree.check_match(
             params, inner_updates, reference_name="params", other_name="inner updates"
         )
         _tree.check_match(params, state.slow, reference_name="params", other_name="slow weights")
         fast_steps = (state.fast_steps + 1) % period
         sync = fast_steps == 0
+        weight = live.read(alpha)
 
         def slow_step(p, d, s):
             fast = (p + d).astype(p.dtype)
-            return jnp.where(sync, s + _tree.cast_like(alpha, s) * (fast - s), s).astype(s.dtype)
+            return jnp.where(sync, s + _tree.cast_like(weight, s) * (fast - s), s).astype(s.dtype)
 
         slow = jax.tree_util.tree_map(slow_step, params, inner_updates, state.slow)
 

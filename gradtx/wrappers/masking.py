@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import core, validation
 from gradtx import tree as _tree
-from gradtx import validation
 from gradtx.core import GradientTransformation, OptState, PyTree, stateless
 
 Mask = PyTree | Callable[[PyTree], PyTree]
@@ -144,14 +144,18 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
         flags = _flags(mask(params) if callable(mask) else mask, params, "params")
         return MaskedState(inner_state=inner.init(_select(params, flags)))
 
-    def update(updates, state, params=None):
+    inner_update = core.with_extra_args(inner.update)
+
+    def update(updates, state, params=None, **extra_args):
         if params is not None:
             # One list of flags selects from both trees, so they must agree.
             _tree.check_match(params, updates, reference_name="params", other_name="updates")
         resolved = mask(updates if params is None else params) if callable(mask) else mask
         flags = _flags(resolved, updates, "updates")
         inner_params = None if params is None else _select(params, flags)
-        out, inner_state = inner.update(_select(updates, flags), state.inner_state, inner_params)
+        out, inner_state = inner_update(
+            _select(updates, flags), state.inner_state, inner_params, **extra_args
+        )
         return _merge(updates, out, flags), MaskedState(inner_state=inner_state)
 
     return GradientTransformation(init, update)
@@ -245,7 +249,7 @@ def multi_transform(
             inner_states={k: group(k, labels, params).init(params).inner_state for k in transforms}
         )
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         if params is not None:
             _tree.check_match(params, updates, reference_name="params", other_name="updates")
         reference = updates if params is None else params
@@ -254,7 +258,7 @@ def multi_transform(
         for k in transforms:
             # The groups are disjoint: each one changes only its own leaves of `updates`.
             updates, s = group(k, labels, reference).update(
-                updates, MaskedState(inner_state=state.inner_states[k]), params
+                updates, MaskedState(inner_state=state.inner_states[k]), params, **extra_args
             )
             new_states[k] = s.inner_state
         return updates, MultiTransformState(inner_states=new_states)

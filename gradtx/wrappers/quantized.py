@@ -232,7 +232,7 @@ def quantize_blockwise(x: jax.Array, block_size: int = 256) -> QuantizedArray:
 
     Read it back with ``dequantize_blockwise`` and the same ``block_size``.
     """
-    validation.check_static_int("block_size", block_size)
+    block_size = validation.check_static_int("block_size", block_size)
     x = jnp.asarray(x)
     if x.size == 0:
         raise ValueError("quantize_blockwise: cannot quantize an empty array.")
@@ -261,7 +261,7 @@ def quantize_blockwise(x: jax.Array, block_size: int = 256) -> QuantizedArray:
 def dequantize_blockwise(q: QuantizedArray, block_size: int = 256) -> jax.Array:
     """The float32 array that ``q`` (from ``quantize_blockwise`` with the same
     ``block_size``) stands for: each code's table value times its block's absolute maximum."""
-    validation.check_static_int("block_size", block_size)
+    block_size = validation.check_static_int("block_size", block_size)
     codes = jnp.asarray(q.codes)
     scales = jnp.asarray(q.scales, dtype=jnp.float32)
     expected = (_num_blocks(codes.size, block_size),)
@@ -342,7 +342,7 @@ def quantize_state(
         8.008
     """
     core._check_transforms((inner,), "quantize_state")
-    validation.check_static_int("block_size", block_size)
+    block_size = validation.check_static_int("block_size", block_size)
     min_size = validation.check_static_int("min_size", min_size, minimum=0)
     threshold = max(min_size, 1)  # an empty leaf has nothing to save
 
@@ -367,14 +367,16 @@ def quantize_state(
     def init(params):
         return QuantizedState(inner_state=compress(inner.init(params)))
 
-    def update(updates, state, params=None):
+    inner_update = core.with_extra_args(inner.update)
+
+    def update(updates, state, params=None, **extra_args):
         if not isinstance(state, QuantizedState):
             raise ValueError(
                 f"quantize_state: expected a QuantizedState, got {type(state).__name__}. Was "
                 "the state made by this transformation's init?"
             )
         inner_state = jax.tree_util.tree_map(decode, state.inner_state, is_leaf=_opaque)
-        updates, inner_state = inner.update(updates, inner_state, params)
+        updates, inner_state = inner_update(updates, inner_state, params, **extra_args)
         return updates, QuantizedState(inner_state=compress(inner_state))
 
     return GradientTransformation(init, update)

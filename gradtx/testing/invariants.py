@@ -1,27 +1,15 @@
-"""Tools for testing gradient transformations: an invariant checker and hypothesis strategies.
+"""The invariant checker: :func:`check_transformation` and the checks it runs, one per invariant.
 
-:func:`check_transformation` runs a few steps of any :class:`~gradtx.GradientTransformation`
-(gradtx's or your own) and checks the properties that gradtx's own test suite checks for every
-optimizer: jitted steps equal eager ones, repeated runs are bitwise equal, composing with
-:func:`~gradtx.identity` changes nothing, the state keeps its structure, shapes and dtypes (so a
-jitted training loop never recompiles), updates have the parameters' structure, and ``vmap`` over
-a batch of parameters equals a Python loop. It raises ``AssertionError`` naming every invariant
-that fails.
-
-:func:`pytrees`, :func:`arrays_like` and :func:`hyperparameters` are `hypothesis
-<https://hypothesis.readthedocs.io>`_ strategies that draw parameter trees, gradients shaped like
-them, and valid hyperparameters of a registered optimizer.
-
-This module is not imported by ``import gradtx``. The checker needs JAX and NumPy only; the
-strategies need hypothesis (``pip install hypothesis``), which is imported when a strategy is
-built, so gradtx itself never depends on it.
+Each check is a function of a ``_Context`` (the call's inputs, and the runs its checks share)
+that returns ``None`` when its invariant holds or a sentence saying where it breaks; ``_CHECKS``
+maps the invariants' names to them. Needs JAX and NumPy only.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,22 +20,10 @@ from gradtx import validation
 from gradtx.core import GradientTransformation, Params, Updates, apply_updates, chain
 from gradtx.core import identity as _identity
 
-if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
+__all__ = ["DEFAULT_CHECKS", "OPTIONAL_CHECKS", "check_transformation"]
 
-    from gradtx.optimizers.registry import OptimizerInfo
-
-PyTree = Any
-
-__all__ = [
-    "DEFAULT_CHECKS",
-    "OPTIONAL_CHECKS",
-    "arrays_like",
-    "check_transformation",
-    "hyperparameters",
-    "pytrees",
-]
-
+# Documented where they are public, in gradtx/testing/__init__.py (Sphinx reads the docstrings
+# of module-level data from the source of the module it documents them in).
 DEFAULT_CHECKS: tuple[str, ...] = (
     "jit_equals_eager",
     "deterministic",
@@ -56,18 +32,11 @@ DEFAULT_CHECKS: tuple[str, ...] = (
     "updates_match_params",
     "vmap_equals_loop",
 )
-"""The invariants :func:`check_transformation` checks unless told otherwise; every gradtx
-optimizer and transform satisfies them."""
-
 OPTIONAL_CHECKS: tuple[str, ...] = ("zero_fixed_point", "scale_invariant")
-"""Invariants that hold for some transformations only; ask for them by name."""
 
 # Gradient scales for "scale_invariant": powers of two, so that scaling is exact in floating
 # point and an invariant transformation returns the same bits up to eps.
 _SCALES = (0.25, 4.0)
-
-
-# --- the invariant checker -------------------------------------------------------------------
 
 
 class _Broken(Exception):
@@ -244,29 +213,28 @@ def _check_chain_identity(ctx: _Context) -> str | None:
 
 
 def _check_state_stable(ctx: _Context) -> str | None:
-    states = ctx.eager.states
-    flat0, def0 = jax.tree_util.tree_flatten_with_path(states[0])
-    for path, leaf in flat0:
-        if not isinstance(leaf, (jax.Array, np.ndarray)):
-            return (
-                f"the state leaf at {_tree.path_str(path)} is of type {type(leaf).__name__} "
-                f"({leaf!r}), not an array; a state must be a pytree of arrays."
-            )
-    avals0 = [_aval(leaf) for _, leaf in flat0]
-    for t, state in enumerate(states[1:], start=1):
+    states = ctx.eager.states  # states[0] from init, states[t] after step t
+    def0 = jax.tree_util.tree_structure(states[0])
+    avals0 = None
+    for t, state in enumerate(states):
         flat, treedef = jax.tree_util.tree_flatten_with_path(state)
         if treedef != def0:
             return f"the state's structure changed at step {t}: {def0} became {treedef}"
-        for (path, leaf), aval in zip(flat, avals0, strict=True):
+        when = f"at step {t} " if t else ""
+        for path, leaf in flat:
             if not isinstance(leaf, (jax.Array, np.ndarray)):
                 return (
-                    f"at step {t} the state leaf at {_tree.path_str(path)} is of type "
-                    f"{type(leaf).__name__}, not an array."
+                    f"{when}the state leaf at {_tree.path_str(path)} is of type "
+                    f"{type(leaf).__name__} ({leaf!r}), not an array; a state must be a pytree "
+                    "of arrays."
                 )
-            if _aval(leaf) != aval:
+        avals = [_aval(leaf) for _, leaf in flat]
+        avals0 = avals if avals0 is None else avals0
+        for (path, _), aval0, aval in zip(flat, avals0, avals, strict=True):
+            if aval != aval0:
                 return (
-                    f"the state leaf at {_tree.path_str(path)} was {_describe_aval(aval)} after "
-                    f"init and is {_describe_aval(_aval(leaf))} after step {t}; a jitted step "
+                    f"the state leaf at {_tree.path_str(path)} was {_describe_aval(aval0)} after "
+                    f"init and is {_describe_aval(aval)} after step {t}; a jitted step "
                     "taking the state as an argument recompiles."
                 )
     ctx.jitted  # noqa: B018 (computes the jitted run, counting traces)
@@ -464,7 +432,7 @@ def check_transformation(
     """  # noqa: E501 (the expected output is one line)
     checks = _validate_checks(checks)
     if grads_sequence is None:
-        validation.check_static_int("steps", steps)
+        steps = validation.check_static_int("steps", steps)
         grads_sequence = _random_gradients(params, steps, seed)
     else:
         grads_sequence = list(grads_sequence)
@@ -472,7 +440,7 @@ def check_transformation(
             raise ValueError("`grads_sequence` must hold at least one gradient tree.")
     if not (rtol >= 0 and atol >= 0):
         raise ValueError(f"`rtol` and `atol` must be >= 0, got rtol={rtol!r}, atol={atol!r}.")
-    validation.check_static_int("batch_size", batch_size, minimum=2)
+    batch_size = validation.check_static_int("batch_size", batch_size, minimum=2)
 
     # Weakly typed inputs (jnp.asarray(0.5)) would become strongly typed after one step of
     # apply_updates and retrace a jitted step whatever tx does: start from strong types.
@@ -495,211 +463,3 @@ def check_transformation(
             f"check_transformation: {len(failures)} of {len(checks)} invariant(s) failed:\n"
             f"{lines}"
         )
-
-
-# --- hypothesis strategies -------------------------------------------------------------------
-
-
-def _hypothesis():
-    try:
-        import hypothesis.extra.numpy as hnp
-        import hypothesis.strategies as st
-    except ImportError as err:
-        raise ImportError(
-            "gradtx.testing's strategies need hypothesis, which gradtx does not install: "
-            "pip install hypothesis"
-        ) from err
-    return st, hnp
-
-
-# Dict keys of drawn trees: short names, as in real parameter trees.
-_KEYS = ("w", "b", "kernel", "bias", "scale", "emb", "gamma", "beta", "a", "c", "d", "e")
-
-
-def _default_elements(st):
-    return st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False, allow_subnormal=False)
-
-
-def pytrees(
-    *,
-    shapes: Sequence[Sequence[int]] | None = None,
-    dtypes: Sequence[Any] = (jnp.float32,),
-    min_leaves: int = 1,
-    max_leaves: int = 4,
-    max_depth: int = 2,
-    none_leaves: bool = False,
-    scalar_leaves: bool = True,
-    elements: SearchStrategy[float] | None = None,
-) -> SearchStrategy[PyTree]:
-    """A hypothesis strategy for parameter trees: nested dicts, lists and tuples of arrays.
-
-    Each tree has between ``min_leaves`` and ``max_leaves`` leaves, nested at most ``max_depth``
-    containers deep (a one-leaf tree may be a bare array, never a bare ``None``, which
-    ``update`` would read as "no parameters"). Every array leaf takes a shape from
-    ``shapes`` and a dtype from ``dtypes``; its values are drawn from ``elements`` (default:
-    finite floats in [-2, 2]) and cast to the dtype.
-
-    Args:
-        shapes: the leaf shapes to choose from; by default, shapes of one or two axes of length
-            1 to 3.
-        dtypes: the leaf dtypes to choose from (``jnp.bfloat16`` works too).
-        min_leaves: the fewest leaves (0 allows empty trees such as ``{}``).
-        max_leaves: the most leaves.
-        max_depth: the deepest nesting of containers (at least 1).
-        none_leaves: let some leaves be ``None`` (a parameter without gradient, as frozen
-            leaves are in gradtx); they count among the leaves.
-        scalar_leaves: add shape ``()`` to the shapes.
-        elements: a strategy for the values, as Python floats.
-
-    Example:
-        >>> from hypothesis import given, settings
-        >>> from gradtx.testing import pytrees
-        >>> @settings(max_examples=10, derandomize=True, database=None)
-        ... @given(pytrees(max_leaves=3))
-        ... def test_leaf_count(tree):
-        ...     import jax
-        ...     assert 1 <= len(jax.tree_util.tree_leaves(tree)) <= 3
-        >>> test_leaf_count()
-    """
-    st, hnp = _hypothesis()
-    if not 0 <= min_leaves <= max_leaves:
-        raise ValueError(
-            f"need 0 <= min_leaves <= max_leaves, got min_leaves={min_leaves}, "
-            f"max_leaves={max_leaves}."
-        )
-    if max_depth < 1:
-        raise ValueError(f"`max_depth` must be >= 1, got {max_depth}.")
-    dtypes = [jnp.dtype(d) for d in dtypes]
-    if not dtypes:
-        raise ValueError("`dtypes` must name at least one dtype.")
-    if shapes is None:
-        shape_strategy = hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=3)
-    else:
-        shape_strategy = st.sampled_from([tuple(s) for s in shapes])
-    if scalar_leaves:
-        shape_strategy = st.one_of(shape_strategy, st.just(()))
-    values = _default_elements(st) if elements is None else elements
-
-    @st.composite
-    def leaf(draw):
-        # The last choice is None, so that shrinking goes toward array leaves.
-        if none_leaves and draw(st.integers(0, 3)) == 3:
-            return None
-        dtype = draw(st.sampled_from(dtypes))
-        shape = draw(shape_strategy)
-        data = draw(hnp.arrays(np.float64, shape, elements=values))
-        return jnp.asarray(data, dtype=dtype)
-
-    @st.composite
-    def container(draw, items, depth):
-        # Splits items into groups, each a child: a bare leaf or a nested container.
-        if depth < max_depth and len(items) > 1 and draw(st.booleans()):
-            cuts = sorted(draw(st.sets(st.integers(1, len(items) - 1), max_size=len(items) - 1)))
-            groups = [items[i:j] for i, j in zip([0, *cuts], [*cuts, len(items)], strict=True)]
-            children = [
-                g[0] if len(g) == 1 and draw(st.booleans()) else draw(container(g, depth + 1))
-                for g in groups
-            ]
-        else:
-            children = list(items)
-        kind = draw(st.sampled_from(["dict", "list", "tuple"]))
-        if kind == "dict":
-            keys = draw(
-                st.lists(
-                    st.sampled_from(_KEYS),
-                    min_size=len(children),
-                    max_size=len(children),
-                    unique=True,
-                )
-            )
-            return dict(zip(keys, children, strict=True))
-        return children if kind == "list" else tuple(children)
-
-    @st.composite
-    def tree(draw):
-        n = draw(st.integers(min_leaves, max_leaves))
-        items = [draw(leaf()) for _ in range(n)]
-        # A bare None is not a tree of parameters: update(..., params=None) means "no params".
-        if n == 1 and items[0] is not None and draw(st.booleans()):
-            return items[0]
-        return draw(container(items, 1))
-
-    return tree()
-
-
-def arrays_like(tree: PyTree, *, elements: SearchStrategy[float] | None = None
-                ) -> SearchStrategy[PyTree]:
-    """A hypothesis strategy for trees shaped like ``tree``: gradients for given parameters.
-
-    The result has ``tree``'s structure (``None`` leaves stay ``None``) and each array leaf's
-    shape and dtype, with values drawn from ``elements`` (default: finite floats in [-2, 2]).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from hypothesis import given, settings
-        >>> from gradtx.testing import arrays_like
-        >>> params = {"w": jnp.zeros((2, 3), jnp.float32), "frozen": None}
-        >>> @settings(max_examples=5, derandomize=True, database=None)
-        ... @given(arrays_like(params))
-        ... def test_shapes(grads):
-        ...     assert grads["w"].shape == (2, 3) and grads["frozen"] is None
-        >>> test_shapes()
-    """
-    st, hnp = _hypothesis()
-    values = _default_elements(st) if elements is None else elements
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    specs = [(np.shape(x), jnp.result_type(x)) for x in leaves]
-
-    @st.composite
-    def draw_like(draw):
-        new = [
-            jnp.asarray(draw(hnp.arrays(np.float64, shape, elements=values)), dtype=dtype)
-            for shape, dtype in specs
-        ]
-        return jax.tree_util.tree_unflatten(treedef, new)
-
-    return draw_like()
-
-
-def hyperparameters(
-    info: OptimizerInfo,
-    *,
-    names: Iterable[str] | None = None,
-    fixed: Mapping[str, Any] | None = None,
-) -> SearchStrategy[dict[str, Any]]:
-    """A hypothesis strategy for keyword arguments of a registered optimizer.
-
-    ``info`` is an entry of ``gradtx.optimizers.registry.OPTIMIZERS``. Each hyperparameter in
-    ``names`` (default: all of ``info.grid``) takes one of its grid values; the others keep
-    ``info.example``'s value, or the default; ``fixed`` overrides both. Combinations that
-    ``info.constraint`` rejects (Nesterov without momentum, ...) are never drawn. Shrinking
-    goes toward each grid's first value.
-
-    Example:
-        >>> from hypothesis import given, settings
-        >>> from gradtx.optimizers import registry
-        >>> from gradtx.testing import hyperparameters
-        >>> info = registry.get("sgd")
-        >>> @settings(max_examples=5, derandomize=True, database=None)
-        ... @given(hyperparameters(info, fixed={"weight_decay": 0.0}))
-        ... def test_builds(kwargs):
-        ...     assert kwargs["weight_decay"] == 0.0
-        ...     info.factory(**kwargs)
-        >>> test_builds()
-    """
-    st, _ = _hypothesis()
-    chosen = list(info.grid) if names is None else list(names)
-    unknown = [n for n in chosen if n not in info.grid]
-    if unknown:
-        raise ValueError(
-            f"{info.name}: no grid for {', '.join(map(repr, unknown))}; the grid has "
-            f"{', '.join(info.grid)}."
-        )
-    fixed = dict(fixed or {})
-    base = dict(info.example)
-    drawn = {n: st.sampled_from(list(info.grid[n])) for n in chosen if n not in fixed}
-    return (
-        st.fixed_dictionaries(drawn)
-        .map(lambda values: {**base, **values, **fixed})
-        .filter(info.constraint)
-    )
