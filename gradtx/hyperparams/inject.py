@@ -183,11 +183,13 @@ def _as_python(value):
 
 
 def _as_array(value, dtype=None) -> jax.Array:
-    if dtype is not None:
-        return jnp.asarray(value, dtype=dtype)
-    if isinstance(value, (jax.Array, np.ndarray)) or validation.is_traced(value):
-        return jnp.asarray(value)
-    return jnp.asarray(value, dtype=jnp.result_type(float))
+    """A stored hyperparameter: an array of ``dtype``, or of the value's own dtype (a Python
+    number: the default float). Never weakly typed, so the state's types are the same before
+    and after a step and a compiled step is not compiled again."""
+    if dtype is None:
+        is_array = isinstance(value, (jax.Array, np.ndarray)) or validation.is_traced(value)
+        dtype = jnp.result_type(value) if is_array else jnp.result_type(float)
+    return jnp.asarray(value, dtype=dtype)
 
 
 def _is_number(value) -> bool:
@@ -294,7 +296,7 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
             inner_state=inner_state,
         )
 
-    def update(updates, state, params=None, **extra_args):
+    def step(updates, state, params=None, **extra_args):
         if type(state) is not state_class:
             raise ValueError(_wrong_state_message(injection, static, state))
         values = dict(state.hyperparams)
@@ -311,7 +313,31 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
             count=increment(state.count), hyperparams=values, inner_state=inner_state
         )
 
+    if injection.declarations is None:
+        return GradientTransformation(init, step)
+    # A declared optimizer is a chain of gradtx's own pure transforms, so its eager update can
+    # run as one cached compiled program: op by op, every step would dispatch dozens of small
+    # kernels. Under jit, vmap or grad, and under jax.disable_jit(), it runs as written.
+    compiled = jax.jit(step)
+
+    def update(updates, state, params=None, **extra_args):
+        if _can_compile(updates, state, params, extra_args):
+            return compiled(updates, state, params, **extra_args)
+        return step(updates, state, params, **extra_args)
+
     return GradientTransformation(init, update)
+
+
+def _can_compile(*trees) -> bool:
+    """Whether an eager call can go through the compiled update: every leaf is a concrete
+    array or number (no tracer from an enclosing transformation, no callable extra
+    argument)."""
+    for leaf in jax.tree_util.tree_leaves(trees):
+        if isinstance(leaf, jax.core.Tracer) or not isinstance(
+            leaf, (jax.Array, np.ndarray, np.generic, int, float, complex, bool)
+        ):
+            return False
+    return True
 
 
 def _wrong_state_message(injection: _Injection, static, state) -> str:

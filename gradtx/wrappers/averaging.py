@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from gradtx import core, live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree
-from gradtx.transforms.counting import increment, zero_count
+from gradtx.transforms import counting
 from gradtx.transforms.moments import ema_update
 
 
@@ -21,12 +21,13 @@ class ParamAverageState(NamedTuple):
     Attributes:
         inner_state: the inner transformation's state.
         average: the moving average of the parameters, shaped like them, in their dtypes.
-        count: the number of steps averaged so far (an int32 scalar, saturating).
+        count: the number of steps averaged so far (an int32 scalar, saturating); None inside
+            an optimizer, which keeps one count for all its transforms.
     """
 
     inner_state: PyTree
     average: PyTree
-    count: jax.Array
+    count: jax.Array | None
 
 
 def with_param_average(
@@ -84,7 +85,7 @@ def with_param_average(
         return ParamAverageState(
             inner_state=inner.init(params),
             average=jax.tree_util.tree_map(jnp.array, params),
-            count=zero_count(),
+            count=counting.init_count(),
         )
 
     inner_update = core.with_extra_args(inner.update)
@@ -106,7 +107,8 @@ def with_param_average(
 
         average = jax.tree_util.tree_map(average_step, params, inner_updates, state.average)
         new_state = ParamAverageState(
-            inner_state=inner_state, average=average, count=increment(state.count)
+            inner_state=inner_state, average=average,
+            count=counting.advance(state.count, "with_param_average")[1],
         )
         return inner_updates, new_state
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from gradtx import core, live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree
+from gradtx.transforms import counting
 
 
 class LookaheadState(NamedTuple):
@@ -22,12 +23,12 @@ class LookaheadState(NamedTuple):
         slow: the slow weights :math:`\phi`, a tree shaped like the parameters, in their dtypes.
         fast_steps: the number of fast steps since the slow weights last moved, in
             ``[0, sync_period)``; an int32 scalar. It counts modulo ``sync_period`` so that it
-            never overflows.
+            never overflows. None inside an optimizer, whose one step count gives it.
     """
 
     inner_state: PyTree
     slow: PyTree
-    fast_steps: jax.Array
+    fast_steps: jax.Array | None
 
 
 def lookahead(
@@ -97,7 +98,7 @@ def lookahead(
         return LookaheadState(
             inner_state=inner.init(params),
             slow=slow,
-            fast_steps=jnp.zeros([], jnp.int32),
+            fast_steps=counting.init_count(),
         )
 
     inner_update = core.with_extra_args(inner.update)
@@ -111,8 +112,10 @@ def lookahead(
             params, inner_updates, reference_name="params", other_name="inner updates"
         )
         _tree.check_match(params, state.slow, reference_name="params", other_name="slow weights")
-        fast_steps = (state.fast_steps + 1) % period
-        sync = fast_steps == 0
+        taken, own = counting.advance(state.fast_steps, "lookahead")
+        position = (taken + 1) % period
+        fast_steps = None if own is None else position
+        sync = position == 0
         weight = live.read(alpha)
 
         def slow_step(p, d, s):
