@@ -60,10 +60,11 @@ from gradtx.schedules import (
     step_schedule,
     warmup_cosine_decay_schedule,
 )
-from gradtx.transforms.adaptive_moments import (
+from gradtx.transforms.adam_scalings import (
     BeliefState,
     RectificationState,
     radam_rectification,
+    scale_by_adam,
     scale_by_adamax,
     scale_by_belief,
     scale_by_radam,
@@ -98,10 +99,9 @@ from gradtx.transforms.momentum import (
     nadam_momentum,
     scale_by_momentum,
 )
-from gradtx.transforms.normalization import (
+from gradtx.transforms.root_scaling import (
     PastUpdateRmsState,
-    normalize,
-    scale_by_adam,
+    divide_by_root,
     scale_by_past_update_rms,
     scale_by_rms,
     scale_by_rss,
@@ -184,7 +184,7 @@ __all__ = [
     "nadam",
     "nadam_momentum",
     "NadamMomentumState",
-    "normalize",
+    "divide_by_root",
     "one_cycle_schedule",
     "OptState",
     "parallel",

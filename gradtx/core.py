@@ -154,7 +154,7 @@ def parallel(
 
     This is how gradtx builds optimizers whose statistics all come from the raw gradient. Adam,
     for example, is ``parallel(first_moment, second_moment, combine=...)`` in which each branch
-    is itself a chain of small transforms (see :func:`gradtx.normalize`).
+    is itself a chain of small transforms (see :func:`gradtx.divide_by_root`).
 
     Example:
         >>> import gradtx as gx

@@ -20,7 +20,7 @@ import pytest
 import gradtx as gx
 from gradtx.optimizers import registry
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
-from gradtx.transforms.adaptive_moments import radam_rectification, scale_by_belief
+from gradtx.transforms.adam_scalings import radam_rectification, scale_by_belief
 from gradtx.transforms.moments import weighted_infinity_norm, yogi_second_moment
 from tests import helpers
 

@@ -112,7 +112,7 @@ def test_chain_with_identity_is_the_transformation_itself():
 def test_adam_is_its_documented_chain():
     """The README's spelled-out Adam equals gx.adam."""
     spelled = gx.chain(
-        gx.normalize(
+        gx.divide_by_root(
             gx.chain(gx.ema(0.9), gx.bias_correction(0.9)),
             gx.chain(gx.ema_of_squares(0.999), gx.bias_correction(0.999)),
             eps=1e-8,

@@ -179,7 +179,7 @@ def np_divided_by_root(numerators, second_moments, eps, eps_in_sqrt):
 
 
 def np_ema_over_root_of_ema_of_squares(us, eps, eps_in_sqrt):
-    """``normalize(ema(0.9), ema_of_squares(0.8), eps=eps, eps_in_sqrt=eps_in_sqrt)``."""
+    """``divide_by_root(ema(0.9), ema_of_squares(0.8), eps=eps, eps_in_sqrt=eps_in_sqrt)``."""
     return np_divided_by_root(np_ema(us, 0.9), np_ema_of_squares(us, 0.8), eps, eps_in_sqrt)
 
 
@@ -308,11 +308,11 @@ CASES = [
     ),
     *[
         pytest.param(
-            lambda s=in_sqrt: gx.normalize(
+            lambda s=in_sqrt: gx.divide_by_root(
                 gx.ema(0.9), gx.ema_of_squares(0.8), eps=0.1, eps_in_sqrt=s
             ),
             leafwise(np_ema_over_root_of_ema_of_squares, eps=0.1, eps_in_sqrt=in_sqrt),
-            id=f"normalize[eps_in_sqrt={in_sqrt}]",
+            id=f"divide_by_root[eps_in_sqrt={in_sqrt}]",
         )
         for in_sqrt in (False, True)
     ],
@@ -552,7 +552,7 @@ INVALID_HYPERPARAMETERS = [
         lambda v: gx.nadam_momentum(momentum_decay=v), -1.0, "momentum_decay", id="nadam_psi"
     ),
     pytest.param(
-        lambda v: gx.normalize(gx.identity(), gx.ema_of_squares(0.9), eps=v),
+        lambda v: gx.divide_by_root(gx.identity(), gx.ema_of_squares(0.9), eps=v),
         -1.0,
         "eps",
         id="normalize_eps",

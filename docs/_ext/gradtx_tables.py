@@ -6,7 +6,7 @@ Directives (usable from MyST as ```` ```{name} ````):
     Every argument of ``torch.optim.<torch_class>`` next to its gradtx counterpart, for the
     registry entry ``NAME`` (``gradtx.optimizers.registry``): names from the entry's
     ``torch_names``, defaults from ``inspect.signature`` of both, and whether the value is live
-    (read from the optimizer's state). A torch argument with no counterpart must have an
+    (read from the optimizer's declarations). A torch argument with no counterpart must have an
     explanation in ``TORCH_ONLY`` below, and every gradtx argument must be reached, or the
     build warns (and fails: it runs with ``-W``). It also warns when a registry entry with a
     torch class has no table anywhere in the docs.
@@ -17,6 +17,12 @@ Directives (usable from MyST as ```` ```{name} ````):
     Every scheduler class in ``torch.optim.lr_scheduler`` with its gradtx equivalent and an
     argument-by-argument mapping from ``SCHEDULERS`` below; a torch class or argument missing
     from it, or a gradtx name that does not exist, is a warning.
+``gradtx-hyperparams NAME``
+    The arguments of the registry entry ``NAME``, read from its declarations
+    (``gradtx.hyperparams.declarations``): default (``inspect.signature``), accepted values
+    (``Hyperparam.describe()``), whether ``set_hyperparam`` can change it, and the first sentence
+    of each cross-argument rule's docstring. Warns when a registry entry has no such table
+    anywhere in the docs.
 ``gradtx-optax-defaults``
     For each gradtx function that Optax also has, the arguments whose names or defaults differ,
     read from the installed Optax (option ``:group:`` ``optimizers`` or ``others``).
@@ -178,33 +184,36 @@ NOTES = {
 TORCH_ONLY_SEE_ABOVE = "None needed (see the arguments without a counterpart, above)."
 LIVE = "yes"
 LIVE_UNLESS_ZERO = "yes, unless built as a Python `0`"
+LIVE_UNLESS_NONE = "yes, unless given as `None`"
 FIXED = "no (fixed when built)"
 
 
-def _live_kinds(factory: Callable) -> dict[str, str]:
-    """For each gradtx argument, whether ``set_hyperparam`` can change it mid-run: read from the
-    state the optimizer builds with its defaults, and with each numeric argument set to 0."""
-    import jax.numpy as jnp
+def _declarations(factory: Callable) -> dict[str, Any] | None:
+    """The optimizer's declarations (argument -> ``Hyperparam``), or None for a factory that
+    was not declared."""
+    injection = getattr(factory, "_injection", None)
+    return getattr(injection, "declarations", None)
 
-    params = {"w": jnp.zeros(2)}
-    state = factory().init(params)
-    kinds = {}
-    for name, parameter in inspect.signature(factory).parameters.items():
-        if name in state.fixed:  # a Python 0 by default: the step is left out
-            kinds[name] = LIVE_UNLESS_ZERO
-        elif name not in state.hyperparams:
-            kinds[name] = FIXED
-        elif isinstance(parameter.default, bool) or not isinstance(
-            parameter.default, (int, float)
-        ):
-            kinds[name] = LIVE
-        else:
-            try:
-                zero_state = factory(**{name: 0}).init(params)
-            except ValueError:  # 0 is not a valid value, so it cannot remove a step
-                zero_state = state
-            kinds[name] = LIVE_UNLESS_ZERO if name in zero_state.fixed else LIVE
-    return kinds
+
+def _live_kind(declaration) -> str:
+    """Whether ``set_hyperparam`` can change the argument mid-run, in words."""
+    if not declaration.live:
+        return FIXED
+    if declaration.omit_when_zero:
+        return LIVE_UNLESS_ZERO
+    if declaration.none_allowed:
+        return LIVE_UNLESS_NONE
+    return LIVE
+
+
+def _live_kinds(factory: Callable) -> dict[str, str]:
+    """For each argument of an optimizer, whether ``set_hyperparam`` can change it mid-run, read
+    from its declarations (an undeclared argument, or factory, is reported as fixed)."""
+    declarations = _declarations(factory) or {}
+    return {
+        name: _live_kind(declarations[name]) if name in declarations else FIXED
+        for name in inspect.signature(factory).parameters
+    }
 
 
 def _call(name: str, kwargs: dict[str, Any], *positional: str) -> str:
@@ -299,11 +308,16 @@ class TorchOptimizerTable(SphinxDirective):
         return [example, _table(headers, rows, [12, 12, 12, 12, 14, 38], docname)]
 
 
-def _shown(env) -> dict[str, set[str]]:
-    """docname -> the registry names that have a table on that page."""
-    if not hasattr(env, "gradtx_torch_tables"):
-        env.gradtx_torch_tables = {}
-    return env.gradtx_torch_tables
+def _shown(env, kind: str = "torch") -> dict[str, set[str]]:
+    """docname -> the registry names that have a table of ``kind`` (``"torch"`` or
+    ``"hyperparams"``) on that page."""
+    attr = f"gradtx_{kind}_tables"
+    if not hasattr(env, attr):
+        setattr(env, attr, {})
+    return getattr(env, attr)
+
+
+_TABLE_KINDS = ("torch", "hyperparams")
 
 
 class TorchOnlyTable(SphinxDirective):
@@ -345,13 +359,98 @@ def check_torch_tables(app: Sphinx, env) -> None:
 
 def _purge(app: Sphinx, env, docname: str) -> None:
     # A page read again notes its tables again.
-    _shown(env).pop(docname, None)
+    for kind in _TABLE_KINDS:
+        _shown(env, kind).pop(docname, None)
 
 
 def _merge(app: Sphinx, env, docnames, other) -> None:
-    for docname in docnames:
-        if docname in _shown(other):
-            _shown(env)[docname] = _shown(other)[docname]
+    for kind in _TABLE_KINDS:
+        for docname in docnames:
+            if docname in _shown(other, kind):
+                _shown(env, kind)[docname] = _shown(other, kind)[docname]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameter declarations
+
+_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
+def _first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, in this module's markup (reST
+    roles and double backquotes become single backquotes)."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    sentence = re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]
+    return _ROLE.sub(r"`\1`", sentence).replace("``", "`")
+
+
+def _default(value: Any) -> str:
+    """A default value as a code span; a public gradtx function links to its entry."""
+    import gradtx
+
+    if inspect.isfunction(value) and value.__name__ in gradtx.__all__ and getattr(
+        gradtx, value.__name__
+    ) is value:
+        return f"`gx.{value.__name__}`"
+    return f"`{_fmt(value)}`"
+
+
+class HyperparamsTable(SphinxDirective):
+    """One optimizer's arguments, read from its declarations: default, accepted values,
+    whether ``set_hyperparam`` can change it, and the rules that tie arguments together."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from gradtx.optimizers import registry
+
+        docname = self.env.docname
+        name = self.arguments[0]
+        try:
+            info = registry.get(name)
+        except KeyError as err:
+            _warn(self, "gradtx-hyperparams: %s", err)
+            return []
+        self.env.note_dependency(registry.__file__)
+        self.env.note_dependency(__file__)
+        _shown(self.env, "hyperparams").setdefault(docname, set()).add(name)
+        declarations = _declarations(info.factory)
+        if declarations is None:
+            _warn(self, "gradtx-hyperparams: %s is not declared (built without "
+                  "`declarations=`), so it has no argument table", name)
+            return []
+        rows = []
+        for arg, parameter in inspect.signature(info.factory).parameters.items():
+            declaration = declarations.get(arg)
+            if declaration is None:
+                _warn(self, "gradtx-hyperparams: %s argument %r has no declaration", name, arg)
+                continue
+            rows.append([f"`{arg}`", _default(parameter.default), declaration.describe(),
+                         _live_kind(declaration)])
+        headers = ["argument", "default", "accepted values", "live (`set_hyperparam`)"]
+        out: list[nodes.Node] = [_table(headers, rows, [22, 22, 34, 22], docname)]
+        rules = [_first_sentence(inspect.getdoc(rule)) for rule in info.factory._injection.rules]
+        if rules:
+            out.append(_paragraph("Rules across arguments, checked when the optimizer is built "
+                                  "and by `gx.set_hyperparam`:", docname))
+            items = nodes.bullet_list()
+            for text in rules:
+                items += nodes.list_item("", _paragraph(text or "(undocumented rule)", docname))
+            out.append(items)
+        return out
+
+
+def check_hyperparams_tables(app: Sphinx, env) -> None:
+    from gradtx.optimizers import registry
+
+    shown = set().union(*_shown(env, "hyperparams").values())
+    missing = [info.name for info in registry.OPTIMIZERS if info.name not in shown]
+    if missing:
+        logger.warning(
+            "hyperparameter tables: no `gradtx-hyperparams` table for %s (registry entries)",
+            ", ".join(missing), type="gradtx", subtype="tables",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,6 +472,12 @@ COMMON_SCHEDULER_ARGS = {
     "saved state resumes the schedule.",
 }
 _PLATEAU = "Your plateau logic, in the training loop."
+_CYCLE_MOMENTUM = (
+    "No such argument: the learning-rate schedule sets the learning rate only. To cycle the "
+    "momentum, give the optimizer's `momentum` (or `b1`) a schedule of its own, as every "
+    "numeric hyperparameter accepts one, e.g. `momentum=gx.linear_schedule(0.95, 0.85, n)`."
+)
+_MOMENTUM_BOUND = "A bound of that momentum schedule, if you give one."
 _CYCLE_SHAPE = "The shape of the callable you write."
 
 SCHEDULERS = {
@@ -408,9 +513,9 @@ SCHEDULERS = {
          "epochs": "`total_steps = epochs * steps_per_epoch`",
          "steps_per_epoch": "`total_steps = epochs * steps_per_epoch`",
          "pct_start": "`pct_start`", "anneal_strategy": "`anneal_strategy`",
-         "cycle_momentum": "`False`: gradtx does not cycle the momentum.",
-         "base_momentum": "Unused with `cycle_momentum=False`.",
-         "max_momentum": "Unused with `cycle_momentum=False`.",
+         "cycle_momentum": _CYCLE_MOMENTUM,
+         "base_momentum": _MOMENTUM_BOUND,
+         "max_momentum": _MOMENTUM_BOUND,
          "div_factor": "`div_factor`", "final_div_factor": "`final_div_factor`",
          "three_phase": "`three_phase`",
          "optimizer": "Its `lr` is not used: `max_lr` sets the rates, as in torch."},
@@ -463,9 +568,9 @@ SCHEDULERS = {
         {"base_lr": "`base_lr`", "max_lr": "`max_lr`", "step_size_up": "`step_size_up`",
          "step_size_down": _CYCLE_SHAPE, "mode": _CYCLE_SHAPE, "gamma": _CYCLE_SHAPE,
          "scale_fn": _CYCLE_SHAPE, "scale_mode": _CYCLE_SHAPE,
-         "cycle_momentum": "`False`: gradtx's momentum is a hyperparameter of its own.",
-         "base_momentum": "Unused with `cycle_momentum=False`.",
-         "max_momentum": "Unused with `cycle_momentum=False`.",
+         "cycle_momentum": _CYCLE_MOMENTUM,
+         "base_momentum": _MOMENTUM_BOUND,
+         "max_momentum": _MOMENTUM_BOUND,
          "optimizer": "Its `lr` is not used: `base_lr` and `max_lr` set the rates."},
         "Compute in floating point (`count.astype(float)`) for float64 agreement under "
         "`jax_enable_x64`.",
@@ -638,7 +743,9 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("gradtx-torch-only", TorchOnlyTable)
     app.add_directive("gradtx-torch-schedulers", TorchSchedulerTable)
     app.add_directive("gradtx-optax-defaults", OptaxDefaultsTable)
+    app.add_directive("gradtx-hyperparams", HyperparamsTable)
     app.connect("env-check-consistency", check_torch_tables)
+    app.connect("env-check-consistency", check_hyperparams_tables)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

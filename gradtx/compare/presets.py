@@ -27,8 +27,9 @@ from typing import Any
 
 from gradtx.core import GradientTransformation
 from gradtx.optimizers import registry
+from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
-from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
+from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.sgd import sgd
 
 TASK_ORDER = ("cnn-digits", "mlp-digits", "rosenbrock", "quadratic")

@@ -1,10 +1,11 @@
 """The seed optimizers, each a short chain of public transforms."""
 
 from gradtx.optimizers.adafactor import adafactor, relative_step_size
+from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
-from gradtx.optimizers.adaptive import adadelta, adagrad, rmsprop
 from gradtx.optimizers.layerwise import lamb, lars
+from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
 

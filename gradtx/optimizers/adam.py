@@ -15,9 +15,10 @@ from gradtx.optimizers._common import (
     optimizer_chain,
     weight_decay_if,
 )
+from gradtx.transforms.adam_scalings import scale_by_adam
 from gradtx.transforms.moments import bias_correction, ema_of_squares
 from gradtx.transforms.momentum import nadam_momentum
-from gradtx.transforms.normalization import normalize, scale_by_adam
+from gradtx.transforms.root_scaling import divide_by_root
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
@@ -49,7 +50,7 @@ def adam(
 
     Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → scale_by_adam(β1, β2, ε, amsgrad) →
     scale_by_learning_rate(η)``, where ``scale_by_adam`` is
-    ``normalize(chain(ema(β1), bias_correction(β1)),
+    ``divide_by_root(chain(ema(β1), bias_correction(β1)),
     chain(ema_of_squares(β2), [running_max()], bias_correction(β2)), eps=ε)``.
 
     State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
@@ -154,7 +155,7 @@ def nadam(
     with the first bracket for L2 decay and the second for ``decoupled_weight_decay=True``
     (NAdamW). :math:`\psi` is ``momentum_decay``.
 
-    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → normalize(nadam_momentum(β1, ψ),
+    Chain: ``[scale(-1)] → [add_decayed_weights(λ)] → divide_by_root(nadam_momentum(β1, ψ),
     chain(ema_of_squares(β2), bias_correction(β2)), eps=ε) → [add_decayed_weights(λ)] →
     scale_by_learning_rate(η)``, with decay on one side or the other.
 
@@ -177,7 +178,7 @@ def nadam(
     return optimizer_chain(
         negate_if(maximize),
         None if decoupled_weight_decay else decay,
-        normalize(
+        divide_by_root(
             nadam_momentum(b1, momentum_decay, dtype=mu_dtype),
             chain(ema_of_squares(b2, dtype=nu_dtype), bias_correction(b2)),
             eps=eps,

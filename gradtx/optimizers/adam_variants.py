@@ -1,5 +1,5 @@
 r"""Relatives of Adam: Adamax, RAdam, AdaBelief and Yogi, each a short chain of public
-transforms (their scalings live in :mod:`gradtx.transforms.adaptive_moments`)."""
+transforms (their scalings live in :mod:`gradtx.transforms.adam_scalings`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from gradtx.optimizers._common import (
     optimizer_chain,
     weight_decay_if,
 )
-from gradtx.transforms.adaptive_moments import (
+from gradtx.transforms.adam_scalings import (
     scale_by_adamax,
     scale_by_belief,
     scale_by_radam,
@@ -248,7 +248,7 @@ def yogi(
     allowed.
 
     Chain: ``scale_by_yogi(β1, β2, ε, v_0) → scale_by_learning_rate(η)``, where
-    ``scale_by_yogi`` is ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
+    ``scale_by_yogi`` is ``divide_by_root(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
 
     State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are

@@ -17,8 +17,8 @@ from gradtx.optimizers._common import (
     optimizer_chain,
     weight_decay_if,
 )
+from gradtx.transforms.adam_scalings import scale_by_adam
 from gradtx.transforms.momentum import scale_by_momentum
-from gradtx.transforms.normalization import scale_by_adam
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 

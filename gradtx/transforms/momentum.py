@@ -125,7 +125,7 @@ def nadam_momentum(
                       + \\frac{\\mu_{t+1}}{1-\\Pi_t\\,\\mu_{t+1}}\\, m_t
 
     with momentum decay :math:`\\psi`. Divide it by a bias-corrected RMS (see
-    :func:`gradtx.normalize`) to get NAdam. :math:`\\Pi_t` is kept in the default float dtype
+    :func:`gradtx.divide_by_root`) to get NAdam. :math:`\\Pi_t` is kept in the default float dtype
     (float64 when ``jax_enable_x64`` is on), as torch keeps it in its default dtype;
     :math:`m` in ``dtype`` (default: the parameters').
     """

@@ -1,7 +1,8 @@
-r"""The scalings of Adam's relatives: Adamax, RAdam, AdaBelief and Yogi.
+r"""Adam's scaling and those of its relatives: Adamax, RAdam, AdaBelief and Yogi.
 
-Each is Adam's pattern, a first moment divided by a second statistic of the same gradient,
-with that statistic (or the way it divides) changed:
+Adam divides a bias-corrected first moment by the root of a bias-corrected second moment of
+the same gradient (:func:`scale_by_adam`). Each relative changes that second statistic or the
+way it divides:
 
 * Adamax divides by a decayed running max of :math:`|g|`
   (:func:`~gradtx.transforms.moments.weighted_infinity_norm`).
@@ -25,7 +26,7 @@ from gradtx import live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree, chain, parallel
 from gradtx.transforms import counting, moments
-from gradtx.transforms.normalization import normalize
+from gradtx.transforms.root_scaling import divide_by_root
 
 # RAdam's threshold on the length of the approximated simple moving average: the adaptive
 # step is used only when rho_t > 5 (Liu et al., 2020; torch.optim.RAdam).
@@ -41,6 +42,39 @@ def _check_betas(b1, b2) -> None:
 def _corrected_first_moment(b1, dtype) -> GradientTransformation:
     return chain(moments.ema(b1, dtype=dtype), moments.bias_correction(b1))
 
+
+
+def scale_by_adam(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    amsgrad: bool = False,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
+) -> GradientTransformation:
+    """Adam's scaling (Kingma & Ba, 2015), or AMSGrad's with ``amsgrad=True``:
+
+    .. math::
+        \\hat m_t = \\frac{m_t}{1-\\beta_1^t}, \\qquad
+        \\hat v_t = \\frac{v_t \\ \\text{or}\\ \\max_{i\\le t} v_i}{1-\\beta_2^t},
+        \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t} + \\epsilon}
+
+    AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
+    torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
+    :math:`m` is stored in ``mu_dtype``, :math:`v` (and its running max) in ``nu_dtype``
+    (default: the parameters' dtype).
+    """
+    # Checked here so that errors name b1/b2 rather than the inner transforms' `decay`.
+    validation.check_unit_interval("b1", b1)
+    validation.check_unit_interval("b2", b2)
+    first = chain(moments.ema(b1, dtype=mu_dtype), moments.bias_correction(b1))
+    validation.check_bool("amsgrad", amsgrad)
+    raw_second = moments.ema_of_squares(b2, dtype=nu_dtype)
+    if amsgrad:
+        raw_second = chain(raw_second, moments.running_max(dtype=nu_dtype))
+    second = chain(raw_second, moments.bias_correction(b2))
+    return divide_by_root(first, second, eps=eps)
 
 
 def scale_by_adamax(
@@ -186,13 +220,13 @@ def scale_by_yogi(
         \text{out}_t = \frac{m_t}{\sqrt{v_t} + \epsilon}
 
     with :math:`m_0 = 0` and :math:`v_0` = ``initial_accumulator_value``. It is
-    ``normalize(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
+    ``divide_by_root(ema(β1), yogi_second_moment(β2, v_0), eps=ε)``.
     The first moment is stored in ``mu_dtype``, the second statistic in ``nu_dtype``
     (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
     validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    return normalize(
+    return divide_by_root(
         moments.ema(b1, dtype=mu_dtype),
         moments.yogi_second_moment(b2, initial_accumulator_value, dtype=nu_dtype),
         eps=eps,

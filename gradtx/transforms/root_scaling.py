@@ -10,11 +10,11 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, chain, identity, parallel
+from gradtx.core import GradientTransformation, PyTree, identity, parallel
 from gradtx.transforms import moments
 
 
-def normalize(
+def divide_by_root(
     numerator: GradientTransformation,
     second_moment: GradientTransformation,
     *,
@@ -31,7 +31,7 @@ def normalize(
     ``numerator`` and ``second_moment`` are any transformations; they run side by side through
     :func:`gradtx.parallel`. Adam's scaling is::
 
-        normalize(chain(ema(b1), bias_correction(b1)),
+        divide_by_root(chain(ema(b1), bias_correction(b1)),
                   chain(ema_of_squares(b2), bias_correction(b2)), eps=eps)
     """
     validation.check_non_negative("eps", eps)
@@ -68,40 +68,7 @@ def scale_by_rms(
         statistic = moments.ema_variance(decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     else:
         statistic = moments.ema_of_squares(decay, dtype=nu_dtype)
-    return normalize(identity(), statistic, eps=eps, eps_in_sqrt=eps_in_sqrt)
-
-
-def scale_by_adam(
-    b1: float | jax.Array = 0.9,
-    b2: float | jax.Array = 0.999,
-    eps: float | jax.Array = 1e-8,
-    amsgrad: bool = False,
-    *,
-    mu_dtype=None,
-    nu_dtype=None,
-) -> GradientTransformation:
-    """Adam's scaling (Kingma & Ba, 2015), or AMSGrad's with ``amsgrad=True``:
-
-    .. math::
-        \\hat m_t = \\frac{m_t}{1-\\beta_1^t}, \\qquad
-        \\hat v_t = \\frac{v_t \\ \\text{or}\\ \\max_{i\\le t} v_i}{1-\\beta_2^t},
-        \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t} + \\epsilon}
-
-    AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
-    torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
-    :math:`m` is stored in ``mu_dtype``, :math:`v` (and its running max) in ``nu_dtype``
-    (default: the parameters' dtype).
-    """
-    # Checked here so that errors name b1/b2 rather than the inner transforms' `decay`.
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    first = chain(moments.ema(b1, dtype=mu_dtype), moments.bias_correction(b1))
-    validation.check_bool("amsgrad", amsgrad)
-    raw_second = moments.ema_of_squares(b2, dtype=nu_dtype)
-    if amsgrad:
-        raw_second = chain(raw_second, moments.running_max(dtype=nu_dtype))
-    second = chain(raw_second, moments.bias_correction(b2))
-    return normalize(first, second, eps=eps)
+    return divide_by_root(identity(), statistic, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
 
 def scale_by_rss(
@@ -117,7 +84,7 @@ def scale_by_rss(
     :math:`s` is stored in ``nu_dtype`` (default: the parameters' dtype).
     """
     validation.check_non_negative("initial_accumulator_value", initial_accumulator_value)
-    return normalize(
+    return divide_by_root(
         identity(), moments.sum_of_squares(initial_accumulator_value, dtype=nu_dtype), eps=eps
     )
 
