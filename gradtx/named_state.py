@@ -102,7 +102,9 @@ def _named_keys(node, keys, children):
 
 
 def _entries(tree: PyTree) -> list[_Entry]:
-    """Every named entry of ``tree`` (leaves and subtrees), in tree order."""
+    """Every named entry of ``tree`` (leaves and subtrees), in tree order. An entry holding
+    ``None`` holds nothing (a transform's own step count left out inside an optimizer, which
+    keeps one), so it is not an entry: ``count`` names the optimizer's one count."""
     found: list[_Entry] = []
 
     def visit(node, index, keypath, names):
@@ -115,7 +117,7 @@ def _entries(tree: PyTree) -> list[_Entry]:
         ):
             child_index, child_keypath = index + (i,), keypath + (key,)
             child_names = names if name is None else names + (name,)
-            if name is not None:
+            if name is not None and child is not None:
                 found.append(_Entry(child_index, child_keypath, child_names, child))
             visit(child, child_index, child_keypath, child_names)
 

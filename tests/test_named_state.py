@@ -321,3 +321,61 @@ def test_set_eager_result_does_not_recompile_a_jitted_step():
     step(state)
     step(gx.tree_set(state, {"mu/w": np.zeros((2, 3)), "other/lr": 3e-4}, count=7))
     assert traces == 1
+
+
+# --- The optimizers' named state -------------------------------------------------------------
+
+
+def _field_names(tree, out):
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        for field, value in zip(tree._fields, tree, strict=True):
+            out.add(field)
+            _field_names(value, out)
+    elif isinstance(tree, (tuple, list)):
+        for value in tree:
+            _field_names(value, out)
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            _field_names(value, out)
+    return out
+
+
+_PARAMS = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "adamax", "radam"])
+def test_adam_family_moments_are_mu_and_nu(name):
+    state = getattr(gx, name)().init(_PARAMS)
+    assert gx.tree_get(state, "mu")["w"].shape == (3, 2)
+    assert gx.tree_get(state, "nu")["b"].shape == (2,)
+    new = gx.tree_set(state, mu={"w": jnp.full((3, 2), 2.0), "b": jnp.zeros(2)})
+    assert float(gx.tree_get(new, "mu")["w"][0, 0]) == 2.0
+
+
+def test_amsgrad_running_max_is_nu_max():
+    state = gx.adam(amsgrad=True).init(_PARAMS)
+    assert gx.tree_get(state, "nu_max")["w"].shape == (3, 2)
+    with pytest.raises(KeyError, match="nu_max"):
+        gx.tree_get(gx.adam().init(_PARAMS), "nu_max")
+
+
+def test_every_optimizer_docstring_lists_its_state_names():
+    from gradtx.optimizers.registry import OPTIMIZERS
+
+    for info in OPTIMIZERS:
+        if info.name in ("lookahead_sgd", "param_average_adam"):  # registry-only examples
+            continue
+        names = set()
+        for kwargs in (info.example, {k: v[-1] for k, v in info.grid.items()}):
+            if info.constraint(kwargs):
+                _field_names(info.factory(**kwargs).init(_PARAMS).inner_state, names)
+        doc = info.factory.__doc__
+        for name in names:
+            assert f"``{name}``" in doc, f"{info.name}'s docstring does not name ``{name}``"
+
+
+def test_count_names_the_optimizers_one_step_count():
+    opt = gx.adamw(0.1)
+    state = opt.init(_PARAMS)
+    _, state = opt.update(_PARAMS, state, _PARAMS)
+    assert int(gx.tree_get(state, "count")) == 1

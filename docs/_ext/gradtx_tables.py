@@ -519,7 +519,7 @@ SCHEDULERS = {
          "div_factor": "`div_factor`", "final_div_factor": "`final_div_factor`",
          "three_phase": "`three_phase`",
          "optimizer": "Its `lr` is not used: `max_lr` sets the rates, as in torch."},
-        uses=("one_cycle_schedule",),
+        uses=("one_cycle_schedule", "linear_schedule"),
     ),
     "CosineAnnealingWarmRestarts": Scheduler(
         "`gx.cosine_warm_restarts_schedule(lr, T_0, T_mult, eta_min)`",
@@ -574,6 +574,7 @@ SCHEDULERS = {
          "optimizer": "Its `lr` is not used: `base_lr` and `max_lr` set the rates."},
         "Compute in floating point (`count.astype(float)`) for float64 agreement under "
         "`jax_enable_x64`.",
+        uses=("linear_schedule",),
     ),
     "ReduceLROnPlateau": Scheduler(
         "no schedule: it reacts to a metric, not to the step count. Decide in the training "
@@ -582,7 +583,11 @@ SCHEDULERS = {
         {"mode": _PLATEAU, "factor": _PLATEAU, "patience": _PLATEAU, "threshold": _PLATEAU,
          "threshold_mode": _PLATEAU, "cooldown": _PLATEAU, "min_lr": _PLATEAU,
          "eps": _PLATEAU, "optimizer": "The optimizer whose `learning_rate` you set."},
-        uses=("set_hyperparam",),
+        "Or inside the step: `optax.contrib.reduce_on_plateau` after the optimizer in a "
+        "`gx.chain`, updated with `update(grads, state, params, value=loss)`, scales the "
+        "updates down on a plateau: for an optimizer that applies its learning rate last, as "
+        "torch's do, the same as lowering the learning rate.",
+        uses=("set_hyperparam", "chain"),
     ),
 }
 

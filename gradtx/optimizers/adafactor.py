@@ -122,6 +122,9 @@ def adafactor(
     The factored second-moment statistics, already sublinear in size, keep the parameters'
     dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``row``,
+    ``col`` (factored statistics), ``full`` (unfactored ones), ``mu`` (only with ``b1``).
+
     torch.optim: none.
 
     Differences from ``optax.adafactor``: Optax factors only leaves whose two largest axes are

@@ -58,6 +58,9 @@ def adagrad(
     State dtype: ``nu_dtype`` stores the sum of squares in another dtype (``jnp.bfloat16`` halves
     the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and
+    ``sum_of_squares`` (torch's ``sum``).
+
     torch.optim: ``Adagrad(params, lr, lr_decay, weight_decay, initial_accumulator_value, eps,
     maximize)``.
 

@@ -57,6 +57,10 @@ def adam(
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``
+    (torch's ``exp_avg``), ``nu`` (``exp_avg_sq``), ``nu_max`` (``max_exp_avg_sq``, AMSGrad
+    only).
+
     torch.optim: ``Adam(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
 
     Differences from ``optax.adam``: Optax has no default learning rate, no ``weight_decay`` and
@@ -103,6 +107,10 @@ def adamw(
     State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``
+    (torch's ``exp_avg``), ``nu`` (``exp_avg_sq``), ``nu_max`` (``max_exp_avg_sq``, AMSGrad
+    only).
 
     torch.optim: ``AdamW(params, lr, betas=(b1, b2), eps, weight_decay, amsgrad, maximize)``.
 
@@ -162,6 +170,9 @@ def nadam(
     State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``
+    (torch's ``exp_avg``), ``mu_product``, ``nu`` (``exp_avg_sq``).
 
     torch.optim: ``NAdam(params, lr, betas=(b1, b2), eps, weight_decay, momentum_decay,
     decoupled_weight_decay, maximize)``.

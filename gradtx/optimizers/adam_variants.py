@@ -59,6 +59,9 @@ def adamax(
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``
+    (torch's ``exp_avg``), ``nu`` (the weighted infinity norm, torch's ``exp_inf``).
+
     torch.optim: ``Adamax(params, lr, betas=(b1, b2), eps, weight_decay, maximize)``.
 
     Differences from ``optax.adamax``: the same update (eps inside the max, no bias correction
@@ -129,6 +132,9 @@ def radam(
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``
+    (torch's ``exp_avg``), ``nu`` (``exp_avg_sq``).
+
     torch.optim: ``RAdam(params, lr, betas=(b1, b2), eps, weight_decay, decoupled_weight_decay,
     maximize)``.
 
@@ -193,6 +199,9 @@ def adabelief(
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu`` (the
+    first moment), ``nu`` (the belief, the moving second moment of :math:`g - m`).
+
     torch.optim: none.
 
     Differences from ``optax.adabelief``: the same update rule, including where each eps goes;
@@ -253,6 +262,9 @@ def yogi(
     State dtypes: ``mu_dtype`` stores the first moment and ``nu_dtype`` the second in another
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu`` (the
+    first moment), ``nu`` (the additive second moment).
 
     torch.optim: none.
 

@@ -56,6 +56,9 @@ def lamb(
     dtype (``jnp.bfloat16`` halves the state); None keeps the parameters' dtype. Updates are
     computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu``,
+    ``nu`` (Adam's moments).
+
     torch.optim: none.
 
     Differences from ``optax.lamb``: Optax has no default learning rate and an extra
@@ -118,6 +121,9 @@ def lars(
 
     State dtype: ``mu_dtype`` stores the momentum buffer in another dtype (``jnp.bfloat16`` halves
     the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and
+    ``momentum_buffer`` (only with momentum).
 
     torch.optim: none.
 

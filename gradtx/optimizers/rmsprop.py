@@ -69,6 +69,10 @@ def rmsprop(
     (``centered``) and the momentum buffer in another dtype (``jnp.bfloat16`` halves them);
     None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``nu``
+    (torch's ``square_avg``), ``mu`` (``grad_avg``, centered only), ``momentum_buffer`` (only
+    with momentum).
+
     torch.optim: ``RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered, maximize)``.
 
     Differences from ``optax.rmsprop``: Optax defaults to ``decay=0.9`` and puts eps inside the
@@ -120,6 +124,9 @@ def adadelta(
     State dtype: ``nu_dtype`` stores both running averages of squares (of gradients and of
     steps) in another dtype (``jnp.bfloat16`` halves the state); None keeps the parameters'
     dtype. Updates are computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``nu``
+    (torch's ``square_avg``), ``acc_delta``.
 
     torch.optim: ``Adadelta(params, lr, rho, eps, weight_decay, maximize)``.
 

@@ -69,6 +69,9 @@ def sgd(
     State dtype: ``mu_dtype`` stores the momentum buffer in another dtype (``jnp.bfloat16`` halves
     the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and
+    ``momentum_buffer`` (torch's buffer; only with momentum).
+
     torch.optim: ``SGD(params, lr, momentum, dampening, weight_decay, nesterov, maximize)``.
 
     Differences from ``optax.sgd``: Optax has no default learning rate, no dampening and no

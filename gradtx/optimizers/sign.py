@@ -50,6 +50,9 @@ def lion(
     State dtype: ``mu_dtype`` stores the momentum in another dtype (``jnp.bfloat16`` halves
     the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
 
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu`` (the
+    momentum).
+
     torch.optim: none.
 
     Differences from ``optax.lion``: Optax has no default learning rate, defaults to
@@ -97,6 +100,9 @@ def sign_sgd(
 
     State dtype: ``mu_dtype`` stores the momentum in another dtype (``jnp.bfloat16`` halves
     the state); None keeps the parameters' dtype. Updates are computed in the wider dtype.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu`` (the
+    momentum; only when it is not a Python 0).
 
     torch.optim: none.
 
