@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from benchmarks.bandwidth import Bandwidth
 from benchmarks.memory import MemoryRow
@@ -37,6 +38,48 @@ class ShapeResult:
         return t / base
 
 
+class EagerRow(NamedTuple):
+    """One contender's un-jitted steps of one optimizer.
+
+    Attributes:
+        first_seconds: the first step after ``init``, caches cleared just before it (so it
+            includes every compilation the step needs).
+        first_compiles: XLA compilations during that first step.
+        step_seconds: median seconds per step over the timed steps (after the warm-up steps).
+        compiles: XLA compilations during the timed steps.
+    """
+
+    first_seconds: float
+    first_compiles: int
+    step_seconds: float
+    compiles: int
+
+
+@dataclass
+class EagerResult:
+    """Eager (un-jitted) steps on one tree: ``rows[(optimizer, contender)]``."""
+
+    shape: Shape
+    optimizers: list[str]
+    contenders: list[str]
+    warmup_steps: int
+    steps: int
+    rows: dict[Key, EagerRow] = field(default_factory=dict)
+
+    @property
+    def timed_steps(self) -> str:
+        """The timed steps' numbers, e.g. ``"3–42"`` (steps count from 1)."""
+        return f"{self.warmup_steps + 1}–{self.warmup_steps + self.steps}"
+
+    def ratio(self, optimizer: str, contender: str, baseline: str) -> float | None:
+        """contender's median step time / baseline's (> 1: the baseline is faster), or
+        ``None``."""
+        row, base = self.rows.get((optimizer, contender)), self.rows.get((optimizer, baseline))
+        if row is None or base is None:
+            return None
+        return row.step_seconds / base.step_seconds
+
+
 @dataclass
 class Results:
     """Everything one run measured, plus the context to report it."""
@@ -50,6 +93,7 @@ class Results:
     shapes: list[ShapeResult]
     large: ShapeResult | None  # the GPU-only ≥1B-parameter Adam row
     bytes_per_param: dict[str, int]
+    eager: EagerResult | None = None  # un-jitted steps (``benchmarks.eager``)
     extra_sections: list[str] = field(default_factory=list)
 
 

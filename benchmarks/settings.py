@@ -21,6 +21,8 @@ class Settings:
         compile_repeats: fresh compilations per (shape, optimizer, JAX contender); median kept.
         copy_bytes: buffer size of the copy-bandwidth measurement (CPU; a GPU uses 8×).
         copy_trials: timed copies per bandwidth method; the fastest is kept.
+        eager_warmup_steps: untimed eager (un-jitted) steps per contender before the timed ones.
+        eager_steps: timed eager steps per contender; its ms/step is their median.
     """
 
     quick: bool
@@ -31,6 +33,8 @@ class Settings:
     compile_repeats: int
     copy_bytes: int
     copy_trials: int
+    eager_warmup_steps: int = 2
+    eager_steps: int = 40
 
 
 def make_settings(quick: bool, repeats: int | None = None) -> Settings:
@@ -38,12 +42,12 @@ def make_settings(quick: bool, repeats: int | None = None) -> Settings:
     if quick:
         base = Settings(
             quick=True, rounds=3, warmup_steps=1, round_seconds=0.002, budget_seconds=2.0,
-            compile_repeats=1, copy_bytes=32 * MIB, copy_trials=3,
+            compile_repeats=1, copy_bytes=32 * MIB, copy_trials=3, eager_steps=5,
         )
     else:
         base = Settings(
             quick=False, rounds=15, warmup_steps=3, round_seconds=0.1, budget_seconds=30.0,
-            compile_repeats=3, copy_bytes=256 * MIB, copy_trials=8,
+            compile_repeats=3, copy_bytes=256 * MIB, copy_trials=8, eager_steps=40,
         )
     if repeats is None:
         return base

@@ -57,6 +57,27 @@ def transformer(layers: int, d: int, vocab: int, context: int) -> Shape:
     return Shape("transformer", title, leaves)
 
 
+def mlp(sizes: tuple[int, ...], key: str = "mlp") -> Shape:
+    """A multi-layer perceptron's parameters: per layer a weight matrix (fan-in × fan-out) and a
+    bias, for consecutive ``sizes``."""
+    leaves: dict[str, tuple[int, ...]] = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        leaves[f"layer_{i}/w"], leaves[f"layer_{i}/b"] = (fan_in, fan_out), (fan_out,)
+    n = sum(int(np.prod(s)) for s in leaves.values())
+    dims = "-".join(str(d) for d in sizes)
+    return Shape(key, f"MLP-like {dims}: {len(leaves)} leaves, {n:,} params", leaves)
+
+
+# The eager-step tree: 4 weight matrices and 4 biases, 67,338 params (the same in a quick run:
+# an eager step's cost is per operation, not per element, and this tree is already small).
+EAGER_MLP_SIZES = (64, 256, 128, 128, 10)
+
+
+def eager_shape() -> Shape:
+    """The ~65K-parameter tree the eager (un-jitted) steps run on."""
+    return mlp(EAGER_MLP_SIZES, key="eager-mlp")
+
+
 def benchmark_shapes(quick: bool) -> list[Shape]:
     """The three benchmark trees; ``quick`` gives tiny versions of the same kinds."""
     if quick:

@@ -1,5 +1,5 @@
 """Runs the whole benchmark: bandwidth, then per shape and optimizer the compilations, memory
-analyses and interleaved step timings of every contender."""
+analyses and interleaved step timings of every contender, then the eager (un-jitted) steps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import torch
 
-from benchmarks import bandwidth, machine, memory, shapes, timing
+from benchmarks import bandwidth, eager, machine, memory, shapes, timing
 from benchmarks.contenders import APPLY_UPDATES, CONTENDERS, Contender, is_jax
 from benchmarks.optimizers import OPTIMIZERS, OptimizerSpec
 from benchmarks.progress import log
@@ -134,6 +134,7 @@ def run(settings: Settings, command: str, date: str) -> Results:
             large = run_shape(shapes.gpu_large_shape(settings.quick), ["Adam"], fused,
                               settings, device)
         after = bandwidth.measure(copy_bytes, settings.copy_trials, plat, device)
+        eager_result = eager.measure(settings)
     return Results(
         settings=settings,
         command=command,
@@ -144,4 +145,5 @@ def run(settings: Settings, command: str, date: str) -> Results:
         shapes=per_shape,
         large=large,
         bytes_per_param={n: s.bytes_per_param for n, s in OPTIMIZERS.items()},
+        eager=eager_result,
     )

@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from benchmarks import eager
 from benchmarks import formatting as fmt
 from benchmarks.contenders import BASELINE
-from benchmarks.results import Results, ShapeResult, roofline_pct
+from benchmarks.results import EagerResult, Results, ShapeResult, roofline_pct
 
 MET, MISSED, NOT_MEASURED = "MET", "MISSED", "NOT MEASURED"
 COMPILE_LIMIT_S = 1.5
 GPU_ROOFLINE_PCT = 85.0
+EAGER_RATIO_LIMIT = 1.5
 
 
 class TargetRow(NamedTuple):
@@ -46,6 +48,22 @@ def roofline_verdict(pct: float | None, floor: float = GPU_ROOFLINE_PCT) -> str:
     if pct is None:
         return NOT_MEASURED
     return MET if round(pct, fmt.PCT_DIGITS) >= floor else MISSED
+
+
+def ratio_limit_verdict(ratios: Iterable[float], limit: float = EAGER_RATIO_LIMIT) -> str:
+    """MET when every time ratio, as printed, is at most ``limit``."""
+    values = list(ratios)
+    if not values:
+        return NOT_MEASURED
+    return MET if all(round(r, fmt.RATIO_DIGITS) <= limit for r in values) else MISSED
+
+
+def no_compile_verdict(counts: Iterable[int]) -> str:
+    """MET when no count of compilations is above zero."""
+    values = list(counts)
+    if not values:
+        return NOT_MEASURED
+    return MET if all(n == 0 for n in values) else MISSED
 
 
 def _vs_optax(shape: ShapeResult) -> TargetRow:
@@ -89,10 +107,46 @@ def _gpu_large(results: Results) -> TargetRow:
     return TargetRow(target, large.shape.title, fmt.pct(pct), roofline_verdict(pct))
 
 
+EAGER_SPEED_TARGET = (f"eager step ≤ {EAGER_RATIO_LIMIT:g}× Optax's for adam, adamw, "
+                      "sgd-momentum, rmsprop")
+EAGER_COMPILE_TARGET = "no compilation after the second eager step"
+
+
+def eager_rows(e: EagerResult | None) -> list[TargetRow]:
+    """The eager targets: gradtx's eager median step at most ``EAGER_RATIO_LIMIT`` times
+    Optax's for every optimizer, and no compilation in gradtx's timed eager steps (compiled
+    and ``disable_jit`` rows alike)."""
+    if e is None:
+        return [TargetRow(t, "eager steps", "not run", NOT_MEASURED)
+                for t in (EAGER_SPEED_TARGET, EAGER_COMPILE_TARGET)]
+    ratios = {o: e.ratio(o, eager.GRADTX, eager.BASELINE) for o in e.optimizers}
+    ratios = {o: r for o, r in ratios.items() if r is not None}
+    measured = "n/a"
+    if ratios:
+        worst = max(ratios, key=ratios.get)
+        measured = f"worst {eager.GRADTX}/{eager.BASELINE} = {fmt.ratio(ratios[worst])} ({worst})"
+    speed = TargetRow(EAGER_SPEED_TARGET, e.shape.title, measured,
+                      ratio_limit_verdict(ratios.values()))
+    counts = {(o, c): row.compiles for (o, c), row in e.rows.items()
+              if c in (eager.GRADTX, eager.OP_BY_OP)}
+    measured = "n/a"
+    if counts:
+        total = sum(counts.values())
+        measured = (f"{total} compilations in steps {e.timed_steps} ({eager.GRADTX} and "
+                    f"{eager.OP_BY_OP}, {len(counts)} rows)")
+        if total:
+            worst = max(counts, key=counts.get)
+            measured += f"; most: {worst[0]} {worst[1]} ({counts[worst]})"
+    compiles = TargetRow(EAGER_COMPILE_TARGET, e.shape.title, measured,
+                         no_compile_verdict(counts.values()))
+    return [speed, compiles]
+
+
 def evaluate(results: Results) -> list[TargetRow]:
     """One row per target and shape it applies to."""
     rows = [_vs_optax(s) for s in results.shapes]
     rows += [_vs_torch_fused(s, results.platform) for s in results.shapes]
     rows += [_compile(s) for s in results.shapes if s.shape.key == "transformer"]
     rows.append(_gpu_large(results))
+    rows += eager_rows(results.eager)
     return rows

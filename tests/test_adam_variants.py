@@ -258,7 +258,7 @@ def test_weighted_infinity_norm_formula_and_dtype():
         out, state = tx.update(u, state)
         s_b = np.maximum(0.5 * s_b, np.abs(u_b) + 0.01)
         np.testing.assert_allclose(out["b"], s_b, rtol=1e-15)
-        assert out["a"].dtype == jnp.bfloat16 and state.moment["a"].dtype == jnp.bfloat16
+        assert out["a"].dtype == jnp.bfloat16 and state.nu["a"].dtype == jnp.bfloat16
     np.testing.assert_allclose(s_b, [3.01, 1.01])
 
 
@@ -289,7 +289,7 @@ def test_adabelief_eps_root_accumulates_in_the_stored_belief():
     state = tx.init({"w": jnp.zeros(2)})
     for _ in range(20):
         _, state = tx.update({"w": jnp.zeros(2)}, state)
-    np.testing.assert_allclose(state.belief["w"], eps_root * (1 - b2**20) / (1 - b2), rtol=1e-13)
+    np.testing.assert_allclose(state.nu["w"], eps_root * (1 - b2**20) / (1 - b2), rtol=1e-13)
     assert int(state.count) == 20
 
 
@@ -318,7 +318,7 @@ def test_scale_by_belief_handles_none_leaves_and_names_mismatched_paths():
     params = {"w": jnp.ones(2), "frozen": None}
     state = tx.init(params)
     out, state = tx.update({"w": jnp.asarray([0.1, -0.2]), "frozen": None}, state)
-    assert out["frozen"] is None and state.moment["frozen"] is None
+    assert out["frozen"] is None and state.mu["frozen"] is None
     with pytest.raises(ValueError, match=r"\['w'\]"):
         tx.update({"w": jnp.ones(3), "frozen": None}, state)
 

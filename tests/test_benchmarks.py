@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as cli
-from benchmarks import shapes, suite, targets
+from benchmarks import eager, shapes, suite, targets
 from benchmarks.contenders import BASELINE, CONTENDERS, has_fused
 from benchmarks.optimizers import OPTIMIZERS
+from benchmarks.settings import make_settings
 
 SECTIONS = ["# gradtx benchmarks", "## Machine", "## Method", "## Copy bandwidth", "## Step time",
-            "## Compile time", "## Memory", "## Large single leaf (GPU)", "## Targets"]
+            "## Compile time", "## Memory", "## Large single leaf (GPU)", "## Eager step time",
+            "## Targets"]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,21 @@ def ratio_of(cell: str) -> float:
     return float(match.group(1))
 
 
+def eager_table(report: str) -> dict[tuple[str, str], list[str]]:
+    """(optimizer, contender) -> the eager table row's remaining cells."""
+    rows = table_rows(section(report, "## Eager step time"))[1:]
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def eager_ratio_of(cell: str, contender: str) -> float:
+    match = re.fullmatch(re.escape(contender) + r"/optax = (\d+\.\d\d)×", cell)
+    assert match, cell
+    return float(match.group(1))
+
+
 def test_report_has_every_section(report):
-    for heading in SECTIONS:
-        assert heading + "\n" in report
+    positions = [report.index(heading + "\n") for heading in SECTIONS]
+    assert positions == sorted(positions)
     assert "Command: `python -m benchmarks --quick --out " in report
     machine = dict((r[0], r[1]) for r in table_rows(section(report, "## Machine")))
     for label in ("CPU", "CPU cores", "RAM", "OS", "Python", "jax / jaxlib", "optax", "torch",
@@ -99,13 +113,60 @@ def test_every_optimizer_and_contender_has_a_time(report):
     assert all(float(r[3]) > 0 for r in memory_rows)
 
 
+def test_every_eager_row_is_present(report):
+    text = section(report, "## Eager step time")
+    settings = make_settings(quick=True)
+    warm, n = settings.eager_warmup_steps, settings.eager_steps
+    steps = f"{warm + 1}–{warm + n}"
+    assert shapes.eager_shape().title in text
+    assert table_rows(text)[0] == ["Optimizer", "Contender", "first call (s)",
+                                   "compilations in first call", "ms/step",
+                                   f"compilations in steps {steps}", "vs optax"]
+    rows = eager_table(report)
+    contenders = [c.name for c in eager.EAGER_CONTENDERS]
+    assert contenders == ["gradtx", "optax", "gradtx disable_jit"]
+    assert list(rows) == [(o, c) for o in OPTIMIZERS for c in contenders]
+    for (o, c), (first, first_compiles, ms, compiles, vs) in rows.items():
+        assert float(first) > 0 and float(ms) > 0, (o, c)
+        assert int(first_compiles) >= 0 and int(compiles) >= 0, (o, c)
+        if c == "optax":
+            assert vs == "baseline"
+        else:
+            assert eager_ratio_of(vs, c) > 0
+    # Every first call compiles: the caches were cleared just before it.
+    assert all(int(cells[1]) > 0 for cells in rows.values())
+
+
+def test_eager_gradtx_steps_compile_nothing_after_the_second(report):
+    """A count, not a time: gradtx's eager steps after the two warm-up steps compile nothing,
+    compiled and op by op alike."""
+    rows = eager_table(report)
+    for o in OPTIMIZERS:
+        for c in ("gradtx", "gradtx disable_jit"):
+            assert rows[(o, c)][3] == "0", (o, c)
+
+
 def test_verdicts_agree_with_tables(report):
     tables = step_tables(report)
     compile_rows = table_rows(section(report, "## Compile time"))[1:]
+    eager_rows = eager_table(report)
+    eager_title = shapes.eager_shape().title
     rows = table_rows(section(report, "## Targets"))[1:]
     seen = set()
     for target, shape, _, verdict in rows:
-        if target.startswith("gradtx ≥ optax"):
+        if target.startswith("eager step ≤ 1.5× Optax's"):
+            assert shape == eager_title
+            ratios = [eager_ratio_of(cells[4], c) for (o, c), cells in eager_rows.items()
+                      if c == "gradtx"]
+            assert len(ratios) == len(OPTIMIZERS)
+            expected = "MET" if max(ratios) <= 1.5 else "MISSED"
+        elif target == "no compilation after the second eager step":
+            assert shape == eager_title
+            counts = [int(cells[3]) for (o, c), cells in eager_rows.items()
+                      if c in ("gradtx", "gradtx disable_jit")]
+            assert len(counts) == 2 * len(OPTIMIZERS)
+            expected = "MET" if max(counts) == 0 else "MISSED"
+        elif target.startswith("gradtx ≥ optax"):
             ratios = [ratio_of(cells[1]) for (o, c), cells in tables[shape].items() if c == "optax"]
             expected = "MET" if min(ratios) >= 1.0 else "MISSED"
         elif target.startswith("gradtx ≥ torch fused Adam"):
@@ -119,8 +180,9 @@ def test_verdicts_agree_with_tables(report):
             expected = "NOT MEASURED"
         assert verdict == expected, (target, shape)
         seen.add(target.split(",")[0])
-    assert len(seen) == 4
+    assert len(seen) == 6
     assert sum(r[0].startswith("gradtx ≥ optax") for r in rows) == 3
+    assert sum(r[0].startswith("eager step") for r in rows) == 1
 
 
 def test_verdict_functions():
@@ -133,6 +195,13 @@ def test_verdict_functions():
     assert targets.compile_verdict([0.4, 1.5]) == "MET"
     assert targets.roofline_verdict(84.9) == "MISSED"
     assert targets.roofline_verdict(91.0) == "MET"
+    assert targets.ratio_limit_verdict([0.3, 1.5]) == "MET"
+    assert targets.ratio_limit_verdict([0.3, 1.504]) == "MET"  # prints as 1.50×
+    assert targets.ratio_limit_verdict([0.3, 1.506]) == "MISSED"  # prints as 1.51×
+    assert targets.ratio_limit_verdict([]) == "NOT MEASURED"
+    assert targets.no_compile_verdict([0, 0]) == "MET"
+    assert targets.no_compile_verdict([0, 1]) == "MISSED"
+    assert targets.no_compile_verdict([]) == "NOT MEASURED"
 
 
 def test_contenders_compute_the_same_steps():

@@ -88,7 +88,7 @@ def test_chain_and_parallel_reject_a_foreign_state():
         tx.update(params, gx.sgd().init(params))
     par = gx.parallel(gx.ema(0.9), gx.identity(), combine=lambda a, b: a + b)
     with pytest.raises(ValueError, match="parallel: expected a state tuple of 2 entries"):
-        par.update(params, (gx.MomentState(params),))
+        par.update(params, (gx.FirstMomentState(params),))
 
 
 def test_parallel_needs_a_callable_combine_and_a_branch():

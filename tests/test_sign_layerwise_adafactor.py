@@ -447,7 +447,7 @@ def test_lion_interpolates_with_b1_but_remembers_with_b2():
     _, state = t.update({"x": jnp.asarray([1.0])}, state)  # m = 0.5
     out, state = t.update({"x": jnp.asarray([-4.0])}, state)
     assert float(out["x"][0]) == 1.0  # 0.9 * 0.5 + 0.1 * (-4) = 0.05 > 0
-    np.testing.assert_allclose(state.moment["x"], [-1.75])  # 0.5 * 0.5 + 0.5 * (-4)
+    np.testing.assert_allclose(state.mu["x"], [-1.75])  # 0.5 * 0.5 + 0.5 * (-4)
 
 
 def test_sign_sgd_without_momentum_keeps_no_state():

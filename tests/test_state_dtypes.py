@@ -111,8 +111,7 @@ def test_bfloat16_moments_are_stored_narrow_and_track_float32(info):
 def test_default_state_dtype_follows_the_parameters():
     params = {"w": jnp.ones((4,), jnp.bfloat16), "v": jnp.ones((3,), jnp.float32)}
     state = gx.adam().init(params)
-    moments = state.inner_state[0]
-    first, second = moments[0][0].moment, moments[1][0].moment
+    first, second = gx.tree_get(state, "mu"), gx.tree_get(state, "nu")
     assert first["w"].dtype == second["w"].dtype == jnp.bfloat16
     assert first["v"].dtype == second["v"].dtype == jnp.float32
 
@@ -133,8 +132,8 @@ def test_narrow_state_is_updated_in_the_wider_dtype():
     out, state = ema.update(g, state)
     assert out["w"].dtype == jnp.float32
     assert float(out["w"][0]) == 0.5 * (1.0 + 2.0**-12)
-    assert state.moment["w"].dtype == jnp.bfloat16
-    assert float(state.moment["w"][0]) == 0.5  # rounded to bf16's 8-bit mantissa
+    assert state.mu["w"].dtype == jnp.bfloat16
+    assert float(state.mu["w"][0]) == 0.5  # rounded to bf16's 8-bit mantissa
 
 
 def test_amsgrad_running_max_uses_nu_dtype():

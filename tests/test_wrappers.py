@@ -491,9 +491,15 @@ def test_apply_if_finite_under_vmap_decides_per_example():
     np.testing.assert_array_equal(states.notfinite_count, [1, 0])
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", None])
+@pytest.mark.parametrize("bad", [-1, 1.5, jnp.asarray(-2)])
 def test_apply_if_finite_rejects_bad_max_consecutive_errors(bad):
     with pytest.raises(ValueError, match="max_consecutive_errors"):
+        apply_if_finite(gx.sgd(0.1), max_consecutive_errors=bad)
+
+
+@pytest.mark.parametrize("bad", [True, "2", None, [2]])
+def test_apply_if_finite_rejects_a_wrong_type_of_max_consecutive_errors(bad):
+    with pytest.raises(TypeError, match="max_consecutive_errors"):
         apply_if_finite(gx.sgd(0.1), max_consecutive_errors=bad)
 
 

@@ -217,7 +217,7 @@ def inject_hyperparams(
     torch skips a zero weight decay); it can be read but not set. ``hyperparam_dtype`` is the
     dtype of the stored values (default: the values' own, a Python float as the default float).
 
-    ``declarations`` maps every argument to a :class:`~gradtx.hyperparams.Hyperparam`; the
+    ``declarations`` maps every argument to a :class:`~gradtx.Hyperparam`; the
     optimizers of gradtx are declared, so their checks, :func:`set_hyperparam` and their docs
     read one description. Without declarations, the factory itself is called once with the
     given values to check them, and again by :func:`set_hyperparam` with the new value.

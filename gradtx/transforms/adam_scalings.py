@@ -65,10 +65,8 @@ def scale_by_adam(
     :math:`m` is stored in ``mu_dtype``, :math:`v` (and its running max) in ``nu_dtype``
     (default: the parameters' dtype).
     """
-    # Checked here so that errors name b1/b2 rather than the inner transforms' `decay`.
-    validation.check_unit_interval("b1", b1)
-    validation.check_unit_interval("b2", b2)
-    first = chain(moments.ema(b1, dtype=mu_dtype), moments.bias_correction(b1))
+    _check_betas(b1, b2)
+    first = _corrected_first_moment(b1, mu_dtype)
     validation.check_bool("amsgrad", amsgrad)
     raw_second = moments.ema_of_squares(b2, dtype=nu_dtype)
     if amsgrad:

@@ -149,9 +149,9 @@ def apply_if_finite(
 def _check_max_errors(value) -> None:
     name = "max_consecutive_errors"
     if isinstance(value, bool) or not (
-        isinstance(value, (int, np.integer, jax.Array, np.ndarray))
+        isinstance(value, (int, float, np.integer, np.floating, jax.Array, np.ndarray))
     ):
-        raise ValueError(f"`{name}` must be an int >= 0, got {value!r}.")
+        raise TypeError(f"`{name}` must be an int >= 0, got {value!r}.")
     concrete = validation.concrete(value)
     if concrete is not None and not (
         np.issubdtype(np.asarray(value).dtype, np.integer) and (concrete >= 0).all()
