@@ -323,3 +323,27 @@ def test_eager_steps_run_op_by_op_under_disable_jit():
         plain, _ = _run(opt, steps=3)
     for a, b in zip(compiled, plain, strict=True):
         np.testing.assert_allclose(a["w"], b["w"], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.adam(0.1, amsgrad=True), lambda: gx.sgd(0.1, momentum=0.9, nesterov=True),
+     registry.lookahead_sgd, lambda: gx.inject_hyperparams(gx.sgd)(0.1)],
+    ids=["adam", "sgd", "lookahead_sgd", "reinjected"],
+)
+def test_states_pickle_and_copy(make):
+    import copy
+    import pickle
+
+    opt = make()
+    _, state = _run(opt, steps=2)
+    for restored in (pickle.loads(pickle.dumps(state)), copy.deepcopy(state)):
+        assert type(restored) is type(state)
+        a, _ = opt.update(GRADS[2], state, PARAMS)
+        b, _ = opt.update(GRADS[2], restored, PARAMS)
+        np.testing.assert_array_equal(a["w"], b["w"])
+
+
+def test_a_reinjected_optimizer_shares_the_state_type():
+    again = gx.inject_hyperparams(gx.sgd)(0.1, momentum=0.5)
+    assert type(again.init(PARAMS)) is type(gx.sgd(0.3, momentum=0.9).init(PARAMS))

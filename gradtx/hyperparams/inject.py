@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -49,6 +50,23 @@ class HyperparamsState(NamedTuple):
     fixed: dict[str, jax.Array]
     inner_state: OptState
 
+    def __reduce__(self):
+        # An optimizer's state class is made at run time: pickle (and copy) it as the
+        # optimizer's factory, found by name, and the fixed arguments that select the class.
+        injection = getattr(type(self), "_injection", None)
+        if injection is None:
+            return (type(self), tuple(self))
+        return (_restore_state, (injection.importable(), dict(type(self)._static), tuple(self)))
+
+
+def _restore_state(factory, static, fields) -> HyperparamsState:
+    return factory._injection.state_class(static)(*fields)
+
+
+# (raw factory, fixed arguments) -> its state class, shared by every optimizer built alike, also
+# through a second inject_hyperparams, so that their states are interchangeable.
+_STATE_CLASSES: dict[Any, type] = {}
+
 
 class _Injection:
     """What one wrapped factory knows: its raw factory, signature and declarations."""
@@ -62,7 +80,6 @@ class _Injection:
         self.declarations = dict(declarations) if declarations is not None else None
         self.rules = tuple(rules)
         self.dtype = dtype
-        self._state_classes: dict[Any, type] = {}
         self._check_names()
 
     def _check_names(self) -> None:
@@ -132,26 +149,36 @@ class _Injection:
     def state_class(self, static: Mapping[str, Any]) -> type:
         """The HyperparamsState subclass of this factory with these fixed arguments."""
         try:
-            key = tuple(sorted((k, _hashable(v)) for k, v in static.items()))
+            key = (self.factory, tuple(sorted((k, _hashable(v)) for k, v in static.items())))
             hash(key)
-        except TypeError:
+        except TypeError:  # an unhashable fixed argument: a class for this optimizer alone
             key = None
-        cls = self._state_classes.get(key) if key is not None else None
+        cls = _STATE_CLASSES.get(key) if key is not None else None
         if cls is None:
             title = "".join(part.capitalize() for part in self.name.split("_"))
             cls = type(f"{title}State", (HyperparamsState,), {"__slots__": ()})
             cls.__module__ = getattr(self.factory, "__module__", __name__)
             cls._injection, cls._static = self, dict(static)
             if key is not None:
-                self._state_classes[key] = cls
+                _STATE_CLASSES[key] = cls
         return cls
+
+    def importable(self):
+        """The wrapped factory as its module names it, for pickling a state by reference."""
+        module = sys.modules.get(getattr(self.factory, "__module__", ""), None)
+        found = getattr(module, getattr(self.factory, "__qualname__", ""), None)
+        if getattr(getattr(found, "_injection", None), "factory", None) is not self.factory:
+            raise TypeError(
+                f"cannot pickle a state of {self.name}: its factory is not importable as "
+                f"{getattr(self.factory, '__module__', '?')}.{self.name}."
+            )
+        return found
 
     def describe(self, static: Mapping[str, Any]) -> str:
         """``name(arg=value, ...)`` with the fixed arguments that differ from the defaults."""
         params = self.signature.parameters
         shown = [
-            f"{k}={v!r}" for k, v in static.items()
-            if k in params and params[k].default is not v and params[k].default != v
+            f"{k}={v!r}" for k, v in static.items() if k in params and not _same(params[k].default, v)
         ]
         return f"{self.name}({', '.join(shown)})"
 
@@ -169,6 +196,13 @@ class _Injection:
             decl.check_rules(self.rules, values)
         else:
             self.factory(**values)
+
+
+def _same(a, b) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError):  # arrays compare elementwise
+        return False
 
 
 def _hashable(value):
