@@ -178,7 +178,9 @@ class _Injection:
         """``name(arg=value, ...)`` with the fixed arguments that differ from the defaults."""
         params = self.signature.parameters
         shown = [
-            f"{k}={v!r}" for k, v in static.items() if k in params and not _same(params[k].default, v)
+            f"{k}={v!r}"
+            for k, v in static.items()
+            if k in params and not _same(params[k].default, v)
         ]
         return f"{self.name}({', '.join(shown)})"
 
