@@ -35,11 +35,23 @@ class Live:
     def __repr__(self) -> str:
         return f"<live hyperparameter {self.name!r}>"
 
-    def __jax_array__(self):
-        raise TypeError(
-            f"{self!r} was used as an array without being read: a transformation's update "
-            "must call gradtx.hyperparams.read(value) on its hyperparameters first."
+    def _unread(self, *args, **kwargs):
+        raise UnreadPlaceholder(
+            f"{self!r} was used as a number without being read: a transformation must call "
+            "gradtx.hyperparams.read(value) on its hyperparameters in its init and update."
         )
+
+    # Anything but reading it through `read` refuses, loudly: arithmetic, comparisons, truth,
+    # conversion to an array. A factory of transforms that are not gradtx's (an Optax factory)
+    # does one of these, and gradtx.inject_hyperparams then rebuilds that factory per step.
+    __jax_array__ = __array__ = __bool__ = __float__ = __int__ = __index__ = _unread
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _unread
+    __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __neg__ = __abs__ = _unread
+    __lt__ = __le__ = __gt__ = __ge__ = _unread
+
+
+class UnreadPlaceholder(TypeError):
+    """A :class:`Live` placeholder was used as a number instead of being read."""
 
 
 class _Frame:

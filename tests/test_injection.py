@@ -347,3 +347,44 @@ def test_states_pickle_and_copy(make):
 def test_a_reinjected_optimizer_shares_the_state_type():
     again = gx.inject_hyperparams(gx.sgd)(0.1, momentum=0.5)
     assert type(again.init(PARAMS)) is type(gx.sgd(0.3, momentum=0.9).init(PARAMS))
+
+
+# --- Factories of transforms that are not gradtx's -------------------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_an_optax_factory_is_rebuilt_with_the_current_values(jit):
+    """Optax's transforms cannot read placeholders, so such a factory is built again with the
+    state's values at each step (as Optax's own injection does): schedules and set values
+    drive the step, nothing is frozen."""
+    import optax
+
+    opt = gx.inject_hyperparams(optax.sgd)(learning_rate=gx.linear_schedule(0.0, 1.0, 4))
+    g = {k: np.ones_like(v) for k, v in PARAMS.items()}
+    update = jax.jit(opt.update) if jit else opt.update
+    state = opt.init(PARAMS)
+    for step in range(6):
+        updates, state = update(g, state, PARAMS)
+        np.testing.assert_allclose(updates["b"], -min(step, 4) / 4)
+    updates, _ = update(g, gx.set_hyperparam(state, "learning_rate", 0.125), PARAMS)
+    np.testing.assert_allclose(updates["b"], -0.125)
+
+
+def test_an_optax_adam_under_gx_injection_matches_optax():
+    import optax
+
+    ours = gx.inject_hyperparams(optax.adam)(learning_rate=0.05, b1=0.8)
+    theirs = optax.adam(0.05, b1=0.8)
+    a, _ = _run(ours, steps=5)
+    b, _ = _run(theirs, steps=5)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x["w"], y["w"], rtol=1e-12)
+
+
+def test_a_placeholder_used_as_a_number_says_how_to_read_it():
+    from gradtx.live import Live, UnreadPlaceholder
+
+    with pytest.raises(UnreadPlaceholder, match="gradtx.hyperparams.read"):
+        2.0 * Live("b1", object())
+    with pytest.raises(UnreadPlaceholder):
+        jnp.asarray(Live("b1", object()))

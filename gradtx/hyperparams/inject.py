@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import live, validation
-from gradtx.core import GradientTransformation, OptState
+from gradtx.core import GradientTransformation, OptState, with_extra_args
 from gradtx.hyperparams import declarations as decl
 from gradtx.transforms.counting import increment, zero_count
 
@@ -307,10 +307,42 @@ def inject_hyperparams(
     return build
 
 
+class _Chain:
+    """The factory's transformation, built once with placeholders; or, for a factory whose
+    transforms cannot read placeholders (not gradtx's, e.g. an Optax factory), built again
+    with the current values at every ``init`` and ``update``, as Optax's own injection does."""
+
+    def __init__(self, injection: _Injection, static, fixed, live_names, owner):
+        self.injection, self.static, self.fixed = injection, static, fixed
+        placeholders = {name: live.Live(name, owner) for name in live_names}
+        self.built = None
+        try:
+            self.built = injection.factory(**static, **fixed, **placeholders)
+        except live.UnreadPlaceholder:
+            if injection.declarations is not None:
+                raise  # a declared optimizer is gradtx's own: its transforms read placeholders
+
+    def run(self, method: str, values, *args, **kwargs):
+        if self.built is not None:
+            try:
+                return _call(self.built, method, *args, **kwargs)
+            except live.UnreadPlaceholder:
+                if self.injection.declarations is not None:
+                    raise
+                self.built = None  # a foreign transform: rebuild per call from now on
+        rebuilt = self.injection.factory(**self.static, **self.fixed, **values)
+        return _call(rebuilt, method, *args, **kwargs)
+
+
+def _call(transform: GradientTransformation, method: str, *args, **kwargs):
+    if method == "init":
+        return transform.init(*args)
+    return with_extra_args(transform.update)(*args, **kwargs)
+
+
 def _build(injection: _Injection, static, fixed, numbers, schedules) -> GradientTransformation:
     owner = object()  # identifies this optimizer's placeholders
-    placeholders = {name: live.Live(name, owner) for name in (*numbers, *schedules)}
-    inner = injection.factory(**static, **fixed, **placeholders)
+    inner = _Chain(injection, static, fixed, (*numbers, *schedules), owner)
     state_class = injection.state_class(static)
     dtype = injection.dtype
 
@@ -323,7 +355,7 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
         values = {k: _as_array(v, dtype) for k, v in numbers.items()}
         values.update({k: scheduled_value(k, count) for k in schedules})
         with live.step_scope(owner, values, count):
-            inner_state = inner.init(params)
+            inner_state = inner.run("init", values, params)
         return state_class(
             count=count,
             hyperparams=values,
@@ -342,8 +374,8 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
                 state.scheduled[name], scheduled_value(name, state.count, old), old
             )
         with live.step_scope(owner, values, state.count):
-            updates, inner_state = inner.update(
-                updates, state.inner_state, params, **extra_args
+            updates, inner_state = inner.run(
+                "update", values, updates, state.inner_state, params, **extra_args
             )
         return updates, state._replace(
             count=increment(state.count), hyperparams=values, inner_state=inner_state
