@@ -1,5 +1,6 @@
-"""Pieces every torch-style optimizer shares: maximisation, L2 weight decay, the optional steps,
-and the validation of the common hyperparameters."""
+"""Pieces every torch-style optimizer shares: the checks of parameter and gradient leaves
+around its chain, maximisation, weight decay left out for a Python 0, and the declarations
+of the common hyperparameters (with :func:`optimizer`, the decorator that wraps each one)."""
 
 from __future__ import annotations
 
