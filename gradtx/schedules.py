@@ -15,7 +15,9 @@ schedule is built.
 
 The schedules that have a ``torch.optim.lr_scheduler`` counterpart give, at ``count = k``, the
 learning rate torch uses for optimizer step ``k`` when ``scheduler.step()`` is called after each
-``optimizer.step()``.
+``optimizer.step()``. ``LambdaLR(opt, lr_lambda)`` needs no function here: any callable
+``lambda count: lr * lr_lambda(count)`` is a schedule (written with ``jax.numpy``, as ``count``
+is an int32 array under ``jit``).
 """
 
 from __future__ import annotations
@@ -201,7 +203,10 @@ def exponential_decay(
 
     torch.optim.lr_scheduler: ``ExponentialLR(opt, gamma)`` on a base rate ``lr`` is
     ``exponential_decay(lr, 1, gamma)``; ``StepLR`` is the staircase form (see
-    :func:`step_schedule`).
+    :func:`step_schedule`). ``MultiplicativeLR(opt, lr_lambda)``, the rate multiplied by
+    ``lr_lambda(k)`` at each step ``k``, is ``exponential_decay(lr, 1, gamma)`` for a constant
+    factor ``gamma``; for a factor that changes with ``k``, write the product
+    ``lr * lr_lambda(1) * ... * lr_lambda(c)`` in closed form as a callable of the count.
 
     Example:
         >>> from gradtx.schedules import exponential_decay
@@ -382,7 +387,14 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
     ``boundaries`` are :math:`n - 1` strictly increasing counts for :math:`n` schedules.
 
-    torch.optim.lr_scheduler: ``SequentialLR(opt, schedulers, milestones)`` plays the same role.
+    torch.optim.lr_scheduler: ``SequentialLR(opt, schedulers, milestones)`` on a base rate
+    ``lr`` is ``join_schedules(schedules, milestones)``, each schedule the gradtx form of its
+    scheduler on the same ``lr``: at a milestone torch restarts the next scheduler at its step 0
+    from the base rate, as this schedule restarts the count. (The one exception is a
+    ``MultiplicativeLR`` after a milestone, which torch starts at the previous scheduler's last
+    rate times ``lr_lambda(0)``.) ``ConstantLR(opt, factor, total_iters)`` is
+    ``join_schedules([constant_schedule(lr * factor), constant_schedule(lr)], [total_iters])``
+    for ``total_iters >= 1`` (with ``total_iters=0`` torch applies ``factor`` for ever).
 
     Example:
         >>> from gradtx.schedules import constant_schedule, join_schedules, linear_schedule
@@ -411,6 +423,49 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         value = _as_float(schedules[0](count))
         for start, later in zip(starts, schedules[1:], strict=True):
             value = jnp.where(count >= start, _as_float(later(count - start)), value)
+        return value
+
+    return schedule
+
+
+def multiply_schedules(schedules: Sequence[Schedule]) -> Schedule:
+    r"""The product of schedules evaluated at the same count:
+
+    .. math:: v(c) = \prod_i s_i(c)
+
+    ``schedules`` holds at least one schedule. Give the first the base value and the others
+    the base value 1 (so that they are factors), e.g. a warm-up factor on a step decay.
+
+    torch.optim.lr_scheduler: ``ChainedScheduler([A, B, ...])`` on a base rate ``lr`` is
+    ``multiply_schedules([a(lr), b(1.0), ...])``, where ``a(lr)`` is the gradtx form of ``A``
+    with base rate ``lr`` and ``b(1.0)`` that of ``B`` with base rate 1. This holds for the
+    schedulers that rescale the current rate at each step, whose rates multiply: ``ConstantLR``,
+    ``LinearLR``, ``ExponentialLR``, ``StepLR``, ``MultiStepLR``, ``PolynomialLR``,
+    ``MultiplicativeLR``, and ``CosineAnnealingLR`` with ``eta_min=0`` up to ``T_max``. The
+    others (``LambdaLR``, ``CyclicLR``, ``OneCycleLR``, ``CosineAnnealingWarmRestarts``) set
+    the rate from the base rate, overwriting what the schedulers before them did.
+
+    Example:
+        >>> from gradtx.schedules import linear_schedule, multiply_schedules, step_schedule
+        >>> sched = multiply_schedules(
+        ...     [step_schedule(1.0, step_size=2, gamma=0.5), linear_schedule(0.5, 1.0, 2)]
+        ... )
+        >>> [float(sched(c)) for c in range(5)]
+        [0.5, 0.75, 0.5, 0.5, 0.25]
+    """
+    if isinstance(schedules, (str, bytes)) or not isinstance(schedules, Iterable):
+        raise TypeError(f"`schedules` must be a sequence of schedules, got {schedules!r}.")
+    schedules = list(schedules)
+    if not schedules:
+        raise ValueError("`schedules` must hold at least one schedule.")
+    for i, s in enumerate(schedules):
+        if not callable(s):
+            raise TypeError(f"`schedules[{i}]` must be callable, got {type(s).__name__}.")
+
+    def schedule(count):
+        value = _as_float(schedules[0](count))
+        for factor in schedules[1:]:
+            value = value * _as_float(factor(count))
         return value
 
     return schedule
@@ -466,6 +521,44 @@ def multistep_schedule(
     )
 
 
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    """``value``, one of the strings ``choices``: ``TypeError`` naming ``name`` for a non-string,
+    ``ValueError`` for another string."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be one of {choices}, got {value!r}.")
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+    return value
+
+
+def _check_one_cycle(total_steps, pct_start, anneal_strategy, three_phase):
+    """The phase arguments shared by the two 1cycle schedules: ``total_steps`` as an int and
+    the interpolation ``anneal_strategy`` names."""
+    total = _check_steps("total_steps", total_steps, 1)
+    validation.check_interval("pct_start", pct_start, 0.0, 1.0, low_closed=False, high_closed=False)
+    anneal = _check_choice("anneal_strategy", anneal_strategy, _ANNEAL_STRATEGIES)
+    validation.check_bool("three_phase", three_phase)
+    return total, _cosine if anneal == "cos" else _linear
+
+
+def _one_cycle(count, total: int, pct_start, anneal, knots: Sequence) -> jax.Array:
+    """torch's ``OneCycleLR`` phase table at ``count``: ``len(knots) - 1`` phases (two, or
+    three for ``three_phase``), phase ``i`` going from ``knots[i]`` to ``knots[i + 1]``; the
+    learning rate and the momentum are the same table with different knots."""
+    pct = _as_float(pct_start)
+    ends = [pct * total - 1, 2 * pct * total - 2][: len(knots) - 2] + [total - 1.0]
+    c = jnp.clip(_as_float(count), 0.0, total - 1.0)
+    # The last phase is the fallback; earlier ones take over where c <= their end.
+    value = None
+    for i in reversed(range(len(ends))):
+        begin = ends[i - 1] if i else 0.0
+        length = ends[i] - begin
+        fraction = jnp.where(length > 0, (c - begin) / jnp.where(length > 0, length, 1), 0)
+        phase_value = anneal(knots[i], knots[i + 1], fraction)
+        value = phase_value if value is None else jnp.where(c <= ends[i], phase_value, value)
+    return value
+
+
 def one_cycle_schedule(
     max_value: float | jax.Array,
     total_steps: int,
@@ -502,8 +595,10 @@ def one_cycle_schedule(
 
     torch.optim.lr_scheduler: ``OneCycleLR(opt, max_lr, total_steps, pct_start,
     anneal_strategy, div_factor=..., final_div_factor=..., three_phase=...)``. torch also cycles
-    the momentum by default; gradtx's momentum is a fixed hyperparameter, so to reproduce torch
-    with momentum pass ``cycle_momentum=False`` to ``OneCycleLR``.
+    the momentum (or Adam's ``betas[0]``) by default (``cycle_momentum=True``); give the
+    optimizer's ``momentum`` (or ``b1``) :func:`one_cycle_momentum_schedule` with the same
+    ``total_steps``, ``pct_start``, ``anneal_strategy`` and ``three_phase`` to reproduce that,
+    or pass ``cycle_momentum=False`` to ``OneCycleLR`` for a fixed momentum.
 
     Example:
         >>> from gradtx.schedules import one_cycle_schedule
@@ -512,40 +607,59 @@ def one_cycle_schedule(
         [0.004, 0.1, 0.0]
     """
     validation.check_non_negative("max_value", max_value)
-    total = _check_steps("total_steps", total_steps, 1)
-    validation.check_interval("pct_start", pct_start, 0.0, 1.0, low_closed=False, high_closed=False)
+    total, anneal = _check_one_cycle(total_steps, pct_start, anneal_strategy, three_phase)
     validation.check_interval("div_factor", div_factor, 0.0, low_closed=False)
     validation.check_interval("final_div_factor", final_div_factor, 0.0, low_closed=False)
-    if anneal_strategy not in _ANNEAL_STRATEGIES:
-        raise ValueError(
-            f"`anneal_strategy` must be one of {_ANNEAL_STRATEGIES}, got {anneal_strategy!r}."
-        )
-    validation.check_bool("three_phase", three_phase)
-    anneal = _cosine if anneal_strategy == "cos" else _linear
 
     def schedule(count):
         peak = _as_float(max_value)
         initial = peak / _as_float(div_factor)
         final = initial / _as_float(final_div_factor)
-        warm_end = _as_float(pct_start) * total - 1
-        phases = [(warm_end, initial, peak)]  # (end count, start value, end value)
-        if three_phase:
-            phases.append((2 * _as_float(pct_start) * total - 2, peak, initial))
-            phases.append((total - 1.0, initial, final))
-        else:
-            phases.append((total - 1.0, peak, final))
+        knots = [initial, peak, initial, final] if three_phase else [initial, peak, final]
+        return _one_cycle(count, total, pct_start, anneal, knots)
 
-        c = jnp.clip(_as_float(count), 0.0, total - 1.0)
-        # The last phase is the fallback; earlier ones take over where c <= their end.
-        value = None
-        for i in reversed(range(len(phases))):
-            end, start_value, end_value = phases[i]
-            begin = phases[i - 1][0] if i else 0.0
-            length = end - begin
-            fraction = jnp.where(length > 0, (c - begin) / jnp.where(length > 0, length, 1), 0)
-            phase_value = anneal(start_value, end_value, fraction)
-            value = phase_value if value is None else jnp.where(c <= end, phase_value, value)
-        return value
+    return schedule
+
+
+def one_cycle_momentum_schedule(
+    total_steps: int,
+    base_momentum: float | jax.Array = 0.85,
+    max_momentum: float | jax.Array = 0.95,
+    pct_start: float | jax.Array = 0.3,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The momentum of the 1cycle policy, equal to the momentum (or Adam's ``betas[0]``)
+    torch's ``OneCycleLR`` sets with its default ``cycle_momentum=True``.
+
+    The same phases as :func:`one_cycle_schedule` (same :math:`N` = ``total_steps``,
+    :math:`p` = ``pct_start``, interpolation and phase ends), going the other way: with
+    :math:`m_b` = ``base_momentum`` and :math:`m_{\max}` = ``max_momentum``,
+    :math:`m_{\max} \to m_b \to m_{\max}` (two phases) or
+    :math:`m_{\max} \to m_b \to m_{\max} \to m_{\max}` (``three_phase=True``): the momentum is
+    lowest where the learning rate peaks. Held from ``c = N - 1`` on, like the learning rate.
+
+    torch.optim.lr_scheduler: ``OneCycleLR(opt, max_lr, total_steps, pct_start,
+    anneal_strategy, base_momentum=..., max_momentum=..., three_phase=...)`` drives
+    ``torch.optim.SGD`` like ``gx.sgd(learning_rate=one_cycle_schedule(max_lr, total_steps,
+    ...), momentum=one_cycle_momentum_schedule(total_steps, base_momentum, max_momentum,
+    ...))``, and ``torch.optim.Adam`` like ``gx.adam(..., b1=one_cycle_momentum_schedule(...))``
+    (torch overwrites the optimizer's own momentum or ``betas[0]``).
+
+    Example:
+        >>> from gradtx.schedules import one_cycle_momentum_schedule
+        >>> sched = one_cycle_momentum_schedule(total_steps=100)
+        >>> [round(float(sched(c)), 6) for c in (0, 29, 99)]
+        [0.95, 0.85, 0.95]
+    """
+    total, anneal = _check_one_cycle(total_steps, pct_start, anneal_strategy, three_phase)
+    validation.check_interval("base_momentum", base_momentum)
+    validation.check_interval("max_momentum", max_momentum)
+
+    def schedule(count):
+        high, low = _as_float(max_momentum), _as_float(base_momentum)
+        knots = [high, low, high, high] if three_phase else [high, low, high]
+        return _one_cycle(count, total, pct_start, anneal, knots)
 
     return schedule
 
@@ -618,14 +732,105 @@ def cosine_warm_restarts_schedule(
     return schedule
 
 
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+_SCALE_MODES = ("cycle", "iterations")
+
+
+def cyclic_schedule(
+    init_value: float | jax.Array,
+    peak_value: float | jax.Array,
+    step_size_up: int = 2000,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float | jax.Array = 1.0,
+    scale_fn: Schedule | None = None,
+    scale_mode: str = "cycle",
+) -> Schedule:
+    r"""Cyclical learning rates (Smith, 2017), equal to torch's ``CyclicLR`` learning rate
+    and, with ``init_value > peak_value``, to its momentum.
+
+    Each cycle lasts :math:`T = U + D` steps, :math:`U` = ``step_size_up`` (at least 1) going
+    from ``init_value`` towards ``peak_value`` and :math:`D` = ``step_size_down`` (``None``:
+    :math:`U`; 0 gives a sawtooth) coming back. With :math:`r = U / T`, at count :math:`c`
+
+    .. math::
+        k = \Big\lfloor 1 + \frac{c}{T} \Big\rfloor, \quad
+        x = 1 + \frac{c}{T} - k, \quad
+        h = \begin{cases} x / r & x \le r \\ (x - 1)/(r - 1) & x > r \end{cases}, \quad
+        v(c) = v_0 + (v_p - v_0)\, h\, \sigma
+
+    where :math:`k \ge 1` is the cycle, :math:`h \in [0, 1]` the triangle and :math:`\sigma`
+    scales the amplitude: 1 (``mode="triangular"``), :math:`2^{-(k-1)}` (``"triangular2"``,
+    halved each cycle), :math:`\gamma^{c}` (``"exp_range"``, :math:`\gamma` = ``gamma``
+    :math:`\ge 0`), or ``scale_fn(k)`` (``scale_mode="cycle"``) or ``scale_fn(c)``
+    (``"iterations"``) when ``scale_fn`` is given, which then overrides ``mode``. ``scale_fn``
+    is called with a float array (the cycle :math:`k` or the count :math:`c`) and must be
+    written with ``jax.numpy``; ``scale_mode`` is used with ``scale_fn`` only, as in torch.
+
+    torch.optim.lr_scheduler: ``CyclicLR(opt, base_lr, max_lr, step_size_up, step_size_down,
+    mode, gamma, scale_fn, scale_mode)`` sets the learning rate
+    ``cyclic_schedule(base_lr, max_lr, step_size_up, step_size_down, mode, gamma, scale_fn,
+    scale_mode)``; the optimizer's own ``lr`` is not used. With its default
+    ``cycle_momentum=True`` it also sets the momentum (or Adam's ``betas[0]``) to
+    ``cyclic_schedule(max_momentum, base_momentum, ...)`` with the same cycle arguments: the
+    momentum starts at ``max_momentum`` and is lowest where the rate peaks. Give that schedule
+    as the optimizer's ``momentum`` (or ``b1``).
+
+    Example:
+        >>> from gradtx.schedules import cyclic_schedule
+        >>> lr = cyclic_schedule(0.1, 1.0, step_size_up=2)
+        >>> [round(float(lr(c)), 6) for c in range(6)]
+        [0.1, 0.55, 1.0, 0.55, 0.1, 0.55]
+        >>> momentum = cyclic_schedule(0.9, 0.8, step_size_up=2)
+        >>> [round(float(momentum(c)), 6) for c in range(6)]
+        [0.9, 0.85, 0.8, 0.85, 0.9, 0.85]
+    """
+    validation.check_interval("init_value", init_value)
+    validation.check_interval("peak_value", peak_value)
+    up = _check_steps("step_size_up", step_size_up, 1)
+    down = up if step_size_down is None else _check_steps("step_size_down", step_size_down, 0)
+    _check_choice("mode", mode, _CYCLIC_MODES)
+    validation.check_non_negative("gamma", gamma)
+    if scale_fn is not None and not callable(scale_fn):
+        raise TypeError(f"`scale_fn` must be callable or None, got {type(scale_fn).__name__}.")
+    _check_choice("scale_mode", scale_mode, _SCALE_MODES)
+    total = float(up + down)
+    ratio = up / total  # a Python float, as in torch
+
+    def schedule(count):
+        c = _as_float(count)
+        position = c / total
+        cycle = jnp.floor(1.0 + position)
+        x = 1.0 + position - cycle
+        if down == 0:  # x < 1 = ratio: always rising
+            height = x / ratio
+        else:
+            height = jnp.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
+        if scale_fn is not None:
+            scale = _as_float(scale_fn(cycle if scale_mode == "cycle" else c))
+        elif mode == "triangular":
+            scale = 1.0
+        elif mode == "triangular2":
+            scale = 1.0 / 2.0 ** (cycle - 1.0)
+        else:
+            scale = _as_float(gamma) ** c
+        init = _as_float(init_value)
+        return init + (_as_float(peak_value) - init) * height * scale
+
+    return schedule
+
+
 __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
     "cosine_warm_restarts_schedule",
+    "cyclic_schedule",
     "exponential_decay",
     "join_schedules",
     "linear_schedule",
+    "multiply_schedules",
     "multistep_schedule",
+    "one_cycle_momentum_schedule",
     "one_cycle_schedule",
     "piecewise_constant_schedule",
     "polynomial_schedule",

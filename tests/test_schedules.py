@@ -5,7 +5,8 @@
    value hyperparameter, and in float32 when x64 is off.
 2. Every schedule with a ``torch.optim.lr_scheduler`` equivalent gives torch's learning rate at
    every step (``optimizer.param_groups[0]['lr']``), and ``gx.sgd(momentum=0.9)`` driven by it
-   follows the parameter trajectory of torch's SGD driven by the scheduler, in float64.
+   follows the parameter trajectory of torch's SGD driven by the scheduler, in float64. (The
+   momentum torch's CyclicLR and OneCycleLR cycle is checked in test_schedules_momentum.py.)
 3. Invalid arguments raise errors naming them.
 """
 
@@ -26,10 +27,13 @@ from gradtx.schedules import (
     constant_schedule,
     cosine_decay_schedule,
     cosine_warm_restarts_schedule,
+    cyclic_schedule,
     exponential_decay,
     join_schedules,
     linear_schedule,
+    multiply_schedules,
     multistep_schedule,
+    one_cycle_momentum_schedule,
     one_cycle_schedule,
     piecewise_constant_schedule,
     polynomial_schedule,
@@ -56,14 +60,24 @@ def half_cosine(start, end, f):
 
 
 def ref_one_cycle(v, c, total, pct=0.3, div=25.0, final_div=1e4, strategy="cos", three=False):
-    """torch's phase table, written out; counts past the end hold the last value."""
+    """torch's phase table for the learning rate."""
     initial = v / div
     low = initial / final_div
-    if three:
-        phases = [(pct * total - 1, initial, v), (2 * pct * total - 2, v, initial),
-                  (total - 1, initial, low)]
-    else:
-        phases = [(pct * total - 1, initial, v), (total - 1, v, low)]
+    knots = [initial, v, initial, low] if three else [initial, v, low]
+    return ref_phases(c, total, pct, strategy, knots)
+
+
+def ref_one_cycle_momentum(c, total, base=0.85, high=0.95, pct=0.3, strategy="cos",
+                           three=False):
+    """torch's phase table for the momentum: max -> base -> max (-> max)."""
+    knots = [high, base, high, high] if three else [high, base, high]
+    return ref_phases(c, total, pct, strategy, knots)
+
+
+def ref_phases(c, total, pct, strategy, knots):
+    """torch's OneCycleLR phase table, written out; counts past the end hold the last value."""
+    ends = [pct * total - 1, 2 * pct * total - 2][: len(knots) - 2] + [total - 1]
+    phases = [(end, knots[i], knots[i + 1]) for i, end in enumerate(ends)]
     c = min(c, total - 1)
     begin = 0.0
     for i, (end, a, z) in enumerate(phases):
@@ -72,6 +86,22 @@ def ref_one_cycle(v, c, total, pct=0.3, div=25.0, final_div=1e4, strategy="cos",
             return half_cosine(a, z, f) if strategy == "cos" else a + (z - a) * f
         begin = end
     raise AssertionError("unreachable")
+
+
+def ref_cyclic(v0, vp, c, up, down=None, mode="triangular", gamma=1.0, scale_fn=None,
+               scale_mode="cycle"):
+    """CyclicLR's formula, written out with Python floats."""
+    total = float(up + (up if down is None else down))
+    ratio = up / total
+    cycle = math.floor(1 + c / total)
+    x = 1.0 + c / total - cycle
+    height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+    if scale_fn is not None:
+        scale = scale_fn(float(cycle) if scale_mode == "cycle" else float(c))
+    else:
+        scale = {"triangular": 1.0, "triangular2": 0.5 ** (cycle - 1),
+                 "exp_range": gamma ** c}[mode]
+    return v0 + (vp - v0) * height * scale
 
 
 def ref_warm_restarts(v, c, first, mult, low):
@@ -254,6 +284,77 @@ CASES = [
         0.5,
     ),
     Case(
+        "one-cycle-momentum-cos",
+        lambda v: one_cycle_momentum_schedule(100, 0.85, v),
+        lambda v, c: ref_one_cycle_momentum(c, 100, 0.85, v),
+        0.95,
+    ),
+    Case(
+        "one-cycle-momentum-linear-three-phase-fractional",
+        lambda v: one_cycle_momentum_schedule(73, v, 0.99, 0.33, "linear", True),
+        lambda v, c: ref_one_cycle_momentum(c, 73, v, 0.99, 0.33, "linear", True),
+        0.8,
+    ),
+    Case(
+        "one-cycle-momentum-three-phase-long-start",
+        lambda v: one_cycle_momentum_schedule(50, 0.8, v, pct_start=0.6, three_phase=True),
+        lambda v, c: ref_one_cycle_momentum(c, 50, 0.8, v, pct=0.6, three=True),
+        0.9,
+    ),
+    Case(
+        "cyclic-triangular",
+        lambda v: cyclic_schedule(0.01, v, 7),
+        lambda v, c: ref_cyclic(0.01, v, c, 7),
+        0.5,
+    ),
+    Case(
+        "cyclic-triangular2-asymmetric",
+        lambda v: cyclic_schedule(0.01, v, 5, 8, "triangular2"),
+        lambda v, c: ref_cyclic(0.01, v, c, 5, 8, "triangular2"),
+        0.5,
+    ),
+    Case(
+        "cyclic-exp-range",
+        lambda v: cyclic_schedule(0.01, v, 4, 6, "exp_range", gamma=0.99),
+        lambda v, c: ref_cyclic(0.01, v, c, 4, 6, "exp_range", 0.99),
+        0.5,
+    ),
+    Case(  # init_value > peak_value: torch's momentum cycle
+        "cyclic-momentum-triangular2",
+        lambda v: cyclic_schedule(v, 0.8, 6, 3, "triangular2"),
+        lambda v, c: ref_cyclic(v, 0.8, c, 6, 3, "triangular2"),
+        0.95,
+    ),
+    Case(  # step_size_down=0: a sawtooth
+        "cyclic-sawtooth",
+        lambda v: cyclic_schedule(0.0, v, 9, 0),
+        lambda v, c: ref_cyclic(0.0, v, c, 9, 0),
+        0.5,
+    ),
+    Case(
+        "cyclic-scale-fn-cycle",
+        lambda v: cyclic_schedule(0.02, v, 3, 5, scale_fn=lambda k: 0.7 ** k),
+        lambda v, c: ref_cyclic(0.02, v, c, 3, 5, scale_fn=lambda k: 0.7 ** k),
+        0.5,
+    ),
+    Case(  # mode is overridden by scale_fn
+        "cyclic-scale-fn-iterations",
+        lambda v: cyclic_schedule(0.02, v, 4, mode="triangular2",
+                                  scale_fn=lambda x: 1.0 / (1.0 + 0.01 * x),
+                                  scale_mode="iterations"),
+        lambda v, c: ref_cyclic(0.02, v, c, 4, scale_fn=lambda x: 1.0 / (1.0 + 0.01 * x),
+                                scale_mode="iterations"),
+        0.5,
+    ),
+    Case(
+        "multiply",
+        lambda v: multiply_schedules(
+            [step_schedule(v, 9, 0.5), linear_schedule(0.1, 1.0, 20), constant_schedule(2.0)]
+        ),
+        lambda v, c: v * 0.5 ** (c // 9) * (0.1 + 0.9 * clip01(c / 20)) * 2.0,
+        0.4,
+    ),
+    Case(
         "warm-restarts",
         lambda v: cosine_warm_restarts_schedule(v, 7, 1, 0.01),
         lambda v, c: ref_warm_restarts(v, c, 7, 1, 0.01),
@@ -397,6 +498,41 @@ def _one_cycle_case(label, total, **kwargs):
     )
 
 
+def _cyclic_case(label, up, down=None, mode="triangular", gamma=1.0, scale_fn=None,
+                 scale_mode="cycle"):
+    # CyclicLR ignores the optimizer's lr (base_lr sets it); the momentum stays fixed here (see
+    # test_schedules_momentum.py for the cycled momentum).
+    return TorchCase(
+        f"CyclicLR-{label}",
+        lambda lr: cyclic_schedule(0.01, 0.2, up, down, mode, gamma, scale_fn, scale_mode),
+        lambda s, opt: s.CyclicLR(opt, base_lr=0.01, max_lr=0.2, step_size_up=up,
+                                  step_size_down=down, mode=mode, gamma=gamma,
+                                  scale_fn=scale_fn, scale_mode=scale_mode,
+                                  cycle_momentum=False),
+    )
+
+
+def _sequential(*make_schedulers, milestones):
+    """SequentialLR of schedulers built, in order, on the same optimizer."""
+    return lambda s, opt: s.SequentialLR(
+        opt, [make(s, opt) for make in make_schedulers], milestones=milestones
+    )
+
+
+def _chained(*make_schedulers):
+    """ChainedScheduler of schedulers built, in order, on the same optimizer."""
+    return lambda s, opt: s.ChainedScheduler(
+        [make(s, opt) for make in make_schedulers], optimizer=opt
+    )
+
+
+def _constant_lr(lr, factor, total_iters):
+    """ConstantLR's gradtx form."""
+    return join_schedules(
+        [constant_schedule(lr * factor), constant_schedule(lr)], [total_iters]
+    )
+
+
 TORCH_CASES = [
     TorchCase(
         "StepLR",
@@ -448,6 +584,122 @@ TORCH_CASES = [
     _one_cycle_case(
         "linear-three-phase-fractional", 61, pct_start=0.33, anneal_strategy="linear",
         three_phase=True,
+    ),
+    _cyclic_case("triangular", 5),
+    _cyclic_case("triangular-asymmetric", 4, 7),
+    _cyclic_case("triangular-sawtooth", 9, 0),
+    _cyclic_case("triangular2", 5, 3),
+    _cyclic_case("triangular2-default-down", 7, None, "triangular2"),
+    _cyclic_case("exp_range", 6, None, "exp_range", 0.97),
+    _cyclic_case("exp_range-asymmetric", 3, 8, "exp_range", 0.9),
+    _cyclic_case("scale_fn-cycle", 4, 6, scale_fn=lambda k: 0.8 ** k),
+    _cyclic_case("scale_fn-iterations", 5, 4, "exp_range", 0.5,
+                 scale_fn=lambda x: 1.0 / (1.0 + 0.05 * x), scale_mode="iterations"),
+    TorchCase(
+        "ConstantLR",
+        lambda lr: _constant_lr(lr, 0.25, 9),
+        lambda s, opt: s.ConstantLR(opt, factor=0.25, total_iters=9),
+    ),
+    TorchCase(
+        "ConstantLR-defaults",
+        lambda lr: _constant_lr(lr, 1 / 3, 5),
+        lambda s, opt: s.ConstantLR(opt),
+    ),
+    TorchCase(
+        "LambdaLR",
+        lambda lr: lambda count: lr * (1.0 / (1.0 + 0.1 * count)),
+        lambda s, opt: s.LambdaLR(opt, lr_lambda=lambda epoch: 1.0 / (1.0 + 0.1 * epoch)),
+    ),
+    TorchCase(
+        "LambdaLR-staircase",
+        lambda lr: lambda count: lr * 0.5 ** (count // 10),
+        lambda s, opt: s.LambdaLR(opt, lr_lambda=lambda epoch: 0.5 ** (epoch // 10)),
+    ),
+    TorchCase(
+        "MultiplicativeLR-constant",
+        lambda lr: exponential_decay(lr, 1, 0.93),
+        lambda s, opt: s.MultiplicativeLR(opt, lr_lambda=lambda epoch: 0.93),
+    ),
+    TorchCase(  # a factor that depends on the step: its product written in closed form
+        "MultiplicativeLR-every-10",
+        lambda lr: step_schedule(lr, 10, 0.5),
+        lambda s, opt: s.MultiplicativeLR(
+            opt, lr_lambda=lambda epoch: 0.5 if epoch % 10 == 0 else 1.0
+        ),
+    ),
+    TorchCase(
+        "SequentialLR-warmup-exponential",
+        lambda lr: join_schedules(
+            [linear_schedule(lr * 0.1, lr, 10), exponential_decay(lr, 1, 0.9)], [10]
+        ),
+        _sequential(
+            lambda s, opt: s.LinearLR(opt, start_factor=0.1, total_iters=10),
+            lambda s, opt: s.ExponentialLR(opt, gamma=0.9),
+            milestones=[10],
+        ),
+    ),
+    TorchCase(  # torch's documented example
+        "SequentialLR-constant-exponential",
+        lambda lr: join_schedules([_constant_lr(lr, 0.1, 20), exponential_decay(lr, 1, 0.9)],
+                                  [20]),
+        _sequential(
+            lambda s, opt: s.ConstantLR(opt, factor=0.1, total_iters=20),
+            lambda s, opt: s.ExponentialLR(opt, gamma=0.9),
+            milestones=[20],
+        ),
+    ),
+    TorchCase(  # a milestone before the first scheduler's schedule ends
+        "SequentialLR-three",
+        lambda lr: join_schedules(
+            [linear_schedule(lr * 0.2, lr, 8), cosine_decay_schedule(lr, 20, 0.005 / lr),
+             step_schedule(lr, 4, 0.7)],
+            [5, 26],
+        ),
+        _sequential(
+            lambda s, opt: s.LinearLR(opt, start_factor=0.2, total_iters=8),
+            lambda s, opt: s.CosineAnnealingLR(opt, T_max=20, eta_min=0.005),
+            lambda s, opt: s.StepLR(opt, step_size=4, gamma=0.7),
+            milestones=[5, 26],
+        ),
+    ),
+    TorchCase(
+        "SequentialLR-warm-restarts-multistep",
+        lambda lr: join_schedules(
+            [cosine_warm_restarts_schedule(lr, 6, 2, 0.01), multistep_schedule(lr, [3, 9])],
+            [30],
+        ),
+        _sequential(
+            lambda s, opt: s.CosineAnnealingWarmRestarts(opt, T_0=6, T_mult=2, eta_min=0.01),
+            lambda s, opt: s.MultiStepLR(opt, milestones=[3, 9]),
+            milestones=[30],
+        ),
+    ),
+    TorchCase(  # torch's documented example
+        "ChainedScheduler-constant-exponential",
+        lambda lr: multiply_schedules(
+            [_constant_lr(lr, 0.1, 20), exponential_decay(1.0, 1, 0.9)]
+        ),
+        _chained(
+            lambda s, opt: s.ConstantLR(opt, factor=0.1, total_iters=20),
+            lambda s, opt: s.ExponentialLR(opt, gamma=0.9),
+        ),
+    ),
+    TorchCase(
+        "ChainedScheduler-five",
+        lambda lr: multiply_schedules([
+            linear_schedule(lr * 0.2, lr, 10),
+            step_schedule(1.0, 7, 0.5),
+            multistep_schedule(1.0, [15, 33], 0.6),
+            polynomial_schedule(1.0, 0.0, 1.5, 80),
+            cosine_decay_schedule(1.0, 70),
+        ]),
+        _chained(
+            lambda s, opt: s.LinearLR(opt, start_factor=0.2, total_iters=10),
+            lambda s, opt: s.StepLR(opt, step_size=7, gamma=0.5),
+            lambda s, opt: s.MultiStepLR(opt, milestones=[15, 33], gamma=0.6),
+            lambda s, opt: s.PolynomialLR(opt, total_iters=80, power=1.5),
+            lambda s, opt: s.CosineAnnealingLR(opt, T_max=70),
+        ),
     ),
     TorchCase(
         "CosineAnnealingWarmRestarts-T_mult1",
@@ -601,6 +853,32 @@ BAD_ARGUMENTS = [
     (lambda: cosine_warm_restarts_schedule(1.0, 5, 1.5), ValueError, "period_multiplier"),
     (lambda: cosine_warm_restarts_schedule(1.0, 5, min_value=float("nan")), ValueError,
      "min_value"),
+    (lambda: one_cycle_schedule(1.0, 100, anneal_strategy=None), TypeError, "anneal_strategy"),
+    (lambda: one_cycle_momentum_schedule(0), ValueError, "total_steps"),
+    (lambda: one_cycle_momentum_schedule(100, base_momentum=float("nan")), ValueError,
+     "base_momentum"),
+    (lambda: one_cycle_momentum_schedule(100, max_momentum="0.95"), TypeError, "max_momentum"),
+    (lambda: one_cycle_momentum_schedule(100, pct_start=1.0), ValueError, "pct_start"),
+    (lambda: one_cycle_momentum_schedule(100, anneal_strategy="cosine"), ValueError,
+     "anneal_strategy"),
+    (lambda: one_cycle_momentum_schedule(100, anneal_strategy=1), TypeError, "anneal_strategy"),
+    (lambda: one_cycle_momentum_schedule(100, three_phase=1), TypeError, "three_phase"),
+    (lambda: cyclic_schedule(float("nan"), 1.0), ValueError, "init_value"),
+    (lambda: cyclic_schedule(0.1, None), TypeError, "peak_value"),
+    (lambda: cyclic_schedule(0.1, 1.0, 0), ValueError, "step_size_up"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, -1), ValueError, "step_size_down"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, 2.5), ValueError, "step_size_down"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, mode="triangle"), ValueError, "mode"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, mode=None), TypeError, "mode"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, gamma=-0.5), ValueError, "gamma"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, gamma="0.9"), TypeError, "gamma"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, scale_fn=0.5), TypeError, "scale_fn"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, scale_mode="iteration"), ValueError, "scale_mode"),
+    (lambda: cyclic_schedule(0.1, 1.0, 5, scale_mode=True), TypeError, "scale_mode"),
+    (lambda: multiply_schedules([]), ValueError, "schedules"),
+    (lambda: multiply_schedules([const, 0.5]), TypeError, "schedules"),
+    (lambda: multiply_schedules(const), TypeError, "schedules"),
+    (lambda: multiply_schedules(2.0), TypeError, "schedules"),
 ]
 
 
@@ -647,6 +925,9 @@ STEP_ARGUMENTS = [
     ("total_steps", lambda x: one_cycle_schedule(1.0, x)),
     ("first_period", lambda x: cosine_warm_restarts_schedule(1.0, x)),
     ("period_multiplier", lambda x: cosine_warm_restarts_schedule(1.0, 5, x)),
+    ("total_steps", lambda x: one_cycle_momentum_schedule(x)),
+    ("step_size_up", lambda x: cyclic_schedule(0.1, 1.0, x)),
+    ("step_size_down", lambda x: cyclic_schedule(0.1, 1.0, 5, x)),
 ]
 
 
@@ -665,6 +946,8 @@ def _steps_schedules(n):
         "multistep": multistep_schedule(1.0, [n(2), n(5), n(5)], 0.5),
         "one_cycle": one_cycle_schedule(1.0, n(20), three_phase=True),
         "warm_restarts": cosine_warm_restarts_schedule(1.0, n(3), n(2)),
+        "one_cycle_momentum": one_cycle_momentum_schedule(n(20), three_phase=True),
+        "cyclic": cyclic_schedule(0.1, 1.0, n(3), n(5), "triangular2"),
     }
 
 
@@ -691,7 +974,9 @@ def test_fractional_step_arguments_are_value_errors_naming_them(name, build):
 
 @pytest.mark.parametrize(("name", "build"), STEP_ARGUMENTS)
 def test_step_arguments_of_a_wrong_type_are_type_errors_naming_them(name, build):
-    wrong = ["5", True, np.True_, None, (5,), 5 + 0j]
+    wrong = ["5", True, np.True_, (5,), 5 + 0j]
+    if name != "step_size_down":  # None is its default (step_size_up)
+        wrong.append(None)
     if name != "boundaries_and_scales":  # a dict key cannot be a list (it is not hashable)
         wrong += [[5], np.asarray([5])]
     for bad in wrong:

@@ -472,13 +472,6 @@ COMMON_SCHEDULER_ARGS = {
     "saved state resumes the schedule.",
 }
 _PLATEAU = "Your plateau logic, in the training loop."
-_CYCLE_MOMENTUM = (
-    "No such argument: the learning-rate schedule sets the learning rate only. To cycle the "
-    "momentum, give the optimizer's `momentum` (or `b1`) a schedule of its own, as every "
-    "numeric hyperparameter accepts one, e.g. `momentum=gx.linear_schedule(0.95, 0.85, n)`."
-)
-_MOMENTUM_BOUND = "A bound of that momentum schedule, if you give one."
-_CYCLE_SHAPE = "The shape of the callable you write."
 
 SCHEDULERS = {
     "StepLR": Scheduler(
@@ -513,13 +506,15 @@ SCHEDULERS = {
          "epochs": "`total_steps = epochs * steps_per_epoch`",
          "steps_per_epoch": "`total_steps = epochs * steps_per_epoch`",
          "pct_start": "`pct_start`", "anneal_strategy": "`anneal_strategy`",
-         "cycle_momentum": _CYCLE_MOMENTUM,
-         "base_momentum": _MOMENTUM_BOUND,
-         "max_momentum": _MOMENTUM_BOUND,
+         "cycle_momentum": "`momentum=gx.one_cycle_momentum_schedule(total_steps, "
+         "base_momentum, max_momentum, pct_start, anneal_strategy, three_phase)` (or `b1=` for "
+         "Adam), as torch's default `True` does; leave it out for `False`.",
+         "base_momentum": "`base_momentum` of `gx.one_cycle_momentum_schedule`",
+         "max_momentum": "`max_momentum` of `gx.one_cycle_momentum_schedule`",
          "div_factor": "`div_factor`", "final_div_factor": "`final_div_factor`",
          "three_phase": "`three_phase`",
          "optimizer": "Its `lr` is not used: `max_lr` sets the rates, as in torch."},
-        uses=("one_cycle_schedule", "linear_schedule"),
+        uses=("one_cycle_schedule", "one_cycle_momentum_schedule"),
     ),
     "CosineAnnealingWarmRestarts": Scheduler(
         "`gx.cosine_warm_restarts_schedule(lr, T_0, T_mult, eta_min)`",
@@ -551,9 +546,11 @@ SCHEDULERS = {
         uses=("join_schedules",),
     ),
     "ChainedScheduler": Scheduler(
-        "a callable multiplying the chained factors, e.g. "
-        "`lambda count: lr * 0.9 ** count * 0.5 ** (count // 10)`",
-        {"schedulers": "The factors, multiplied in the callable."},
+        "`gx.multiply_schedules([a(lr), b(1.0), ...])`",
+        {"schedulers": "`schedules`: the first one's form on `lr`, the others' on a base of 1. "
+         "Exact for schedulers that rescale the current rate (ConstantLR, LinearLR, "
+         "ExponentialLR, StepLR, MultiStepLR, PolynomialLR, MultiplicativeLR)."},
+        uses=("multiply_schedules",),
     ),
     "MultiplicativeLR": Scheduler(
         "a callable for `lr * f(1) * ... * f(count)`; for a constant factor `f`, "
@@ -562,19 +559,18 @@ SCHEDULERS = {
         uses=("exponential_decay",),
     ),
     "CyclicLR": Scheduler(
-        "a callable; the triangular mode is `lambda count: base_lr + (max_lr - base_lr) * "
-        "jnp.maximum(0.0, 1 - jnp.abs(count / step_size_up - 2 * jnp.floor(1 + count / "
-        "(2 * step_size_up)) + 1))`",
-        {"base_lr": "`base_lr`", "max_lr": "`max_lr`", "step_size_up": "`step_size_up`",
-         "step_size_down": _CYCLE_SHAPE, "mode": _CYCLE_SHAPE, "gamma": _CYCLE_SHAPE,
-         "scale_fn": _CYCLE_SHAPE, "scale_mode": _CYCLE_SHAPE,
-         "cycle_momentum": _CYCLE_MOMENTUM,
-         "base_momentum": _MOMENTUM_BOUND,
-         "max_momentum": _MOMENTUM_BOUND,
+        "`gx.cyclic_schedule(base_lr, max_lr, step_size_up, step_size_down, mode, gamma, "
+        "scale_fn, scale_mode)`",
+        {"base_lr": "`init_value`", "max_lr": "`peak_value`", "step_size_up": "`step_size_up`",
+         "step_size_down": "`step_size_down`", "mode": "`mode`", "gamma": "`gamma`",
+         "scale_fn": "`scale_fn` (written with `jax.numpy`)", "scale_mode": "`scale_mode`",
+         "cycle_momentum": "`momentum=gx.cyclic_schedule(max_momentum, base_momentum, ...)` "
+         "(or `b1=`) with the same cycle arguments, as torch's default `True` does; leave it "
+         "out for `False`.",
+         "base_momentum": "the second argument of the momentum's `gx.cyclic_schedule`",
+         "max_momentum": "the first argument of the momentum's `gx.cyclic_schedule`",
          "optimizer": "Its `lr` is not used: `base_lr` and `max_lr` set the rates."},
-        "Compute in floating point (`count.astype(float)`) for float64 agreement under "
-        "`jax_enable_x64`.",
-        uses=("linear_schedule",),
+        uses=("cyclic_schedule",),
     ),
     "ReduceLROnPlateau": Scheduler(
         "no schedule: it reacts to a metric, not to the step count. Decide in the training "
