@@ -35,6 +35,7 @@ from gradtx.optimizers import (
     adam,
     adamax,
     adamw,
+    asgd,
     lamb,
     lars,
     lion,
@@ -42,6 +43,7 @@ from gradtx.optimizers import (
     radam,
     relative_step_size,
     rmsprop,
+    rprop,
     sgd,
     sign_sgd,
     yogi,
@@ -72,6 +74,12 @@ from gradtx.transforms.adam_scalings import (
     scale_by_belief,
     scale_by_radam,
     scale_by_yogi,
+)
+from gradtx.transforms.averaged_sgd import (
+    AsgdLearningRateState,
+    PolyakAverageState,
+    polyak_average,
+    scale_by_asgd_learning_rate,
 )
 from gradtx.transforms.clipping import clip, clip_by_block_rms, clip_by_global_norm, global_norm
 from gradtx.transforms.decay import add_decayed_weights
@@ -109,6 +117,7 @@ from gradtx.transforms.root_scaling import (
     scale_by_rms,
     scale_by_rss,
 )
+from gradtx.transforms.rprop import RpropState, scale_by_rprop
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
@@ -141,6 +150,8 @@ __all__ = [
     "add_decayed_weights",
     "apply_if_finite",
     "apply_updates",
+    "AsgdLearningRateState",
+    "asgd",
     "ApplyIfFiniteState",
     "averaged_params",
     "BeliefState",
@@ -197,6 +208,8 @@ __all__ = [
     "ParamAverageState",
     "Params",
     "PastUpdateRmsState",
+    "polyak_average",
+    "PolyakAverageState",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "quantize_state",
@@ -207,12 +220,15 @@ __all__ = [
     "RectificationState",
     "relative_step_size",
     "rmsprop",
+    "rprop",
+    "RpropState",
     "running_max",
     "RunningMaxState",
     "ScalarOrSchedule",
     "scale",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_asgd_learning_rate",
     "scale_by_belief",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
@@ -222,6 +238,7 @@ __all__ = [
     "scale_by_past_update_rms",
     "scale_by_radam",
     "scale_by_rms",
+    "scale_by_rprop",
     "scale_by_rss",
     "scale_by_sign",
     "scale_by_trust_ratio",

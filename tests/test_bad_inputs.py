@@ -298,7 +298,10 @@ def test_another_float_width_is_cast_to_the_parameter_dtype(info, param_dtype, g
 # ---------------------------------------------------------------------------------------------
 # NaN and Inf gradients: no filtering by default; apply_if_finite skips the step.
 
-SIGN_BASED = {"lion", "sign_sgd"}  # sign(±inf) = ±1: an infinite gradient gives a finite step
+# sign(±inf) = ±1: an infinite gradient gives a finite step.
+SIGN_BASED = {"lion", "sign_sgd", "rprop"}
+# Rprop, as torch, zeroes a gradient whose sign flipped: an infinite one that flips leaves the
+# state finite (its step size shrinks, its `prev` is 0).
 
 
 def _finite(x) -> bool:
@@ -324,7 +327,8 @@ def test_non_finite_gradients_propagate_by_default(info, bad_value):
     new = gx.apply_updates(params, bad_updates)
     state_leaves = [x for x in tree_leaves(bad_state.inner_state)
                     if jnp.issubdtype(x.dtype, jnp.inexact)]
-    assert not all(_finite(x) for x in state_leaves)
+    if not (info.name == "rprop" and math.isinf(bad_value)):
+        assert not all(_finite(x) for x in state_leaves)
     if math.isnan(bad_value):
         assert bool(jnp.any(jnp.isnan(new["layer"]["w"])))
     else:

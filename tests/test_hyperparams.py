@@ -13,6 +13,9 @@ from gradtx.optimizers.registry import OPTIMIZERS, with_torch_equivalent
 from tests import helpers
 
 BY_NAME = {"ids": lambda info: info.name}
+# Where torch's learning rate acts later than the next step: Rprop uses it only as the initial
+# step size, ASGD's new rate applies from the step after.
+LEARNING_RATE_LATER = {"rprop", "asgd"}
 PARAMS = helpers.make_params()
 GRADS = helpers.make_gradients(PARAMS, steps=40)
 
@@ -75,6 +78,8 @@ def test_setting_a_value_does_not_recompile_a_jitted_step(info):
     state = gx.set_hyperparam(state, "learning_rate", 0.0)
     params, state = step(params, state, grads[2])
     assert step._cache_size() == compiled == 1
+    if info.name in LEARNING_RATE_LATER:
+        return
     # learning rate 0: this step moved nothing
     for key in PARAMS:
         np.testing.assert_array_equal(params[key], before[key])

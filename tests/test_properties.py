@@ -75,7 +75,9 @@ def assert_trees_equal(a, b, *, rtol=0.0, atol=0.0):
 
 
 def without_weight_decay(info) -> dict:
-    return {"weight_decay": 0.0} if "weight_decay" in info.grid else {}
+    """The hyperparameters that pull the parameters toward zero, set to 0 (ASGD's ``lambd``
+    decays them as weight decay does)."""
+    return {name: 0.0 for name in ("weight_decay", "lambd") if name in info.grid}
 
 
 # --- the transforms checked besides the optimizers -------------------------------------------
@@ -336,6 +338,7 @@ NOT_SCALE_INVARIANT = {
     "with bias-corrected momentum, linear in the gradient",
     "adadelta": "its step sqrt(a + eps) / sqrt(v + eps) * g has the units of the parameter: "
     "with eps = 0 it never moves (a starts at 0), with eps > 0 it depends on the scale",
+    "asgd": "its step is linear in the gradient",
 }
 # Hyperparameters set to 0 for the check: each adds a constant to a quantity that scales with
 # the gradient (L2 weight decay adds lambda * theta to it).

@@ -257,14 +257,15 @@ class TorchOptimizerTable(SphinxDirective):
             torch_default = _fmt(parameter.default)
             if arg == "params":
                 rows.append([f"`{arg}`", "required", "—", "", "", NOTES["params"]])
-            elif arg == "betas" and {"b1", "b2"} <= gx_sig.keys():
-                reached |= {"b1", "b2"}
-                pair = (gx_sig["b1"].default, gx_sig["b2"].default)
+            elif arg in registry.TORCH_PAIRS and set(registry.TORCH_PAIRS[arg]) <= gx_sig.keys():
+                first, second = registry.TORCH_PAIRS[arg]
+                reached |= {first, second}
+                pair = (gx_sig[first].default, gx_sig[second].default)
                 note = [NOTES["betas"]]
                 if not _same_default(pair, parameter.default):
                     note.append("Different default.")
-                rows.append(["`betas`", f"`{torch_default}`", "`b1`, `b2`", f"`{pair!r}`",
-                             kinds["b1"], note])
+                rows.append([f"`{arg}`", f"`{torch_default}`", f"`{first}`, `{second}`",
+                             f"`{pair!r}`", kinds[first], note])
             elif to_gradtx.get(arg, arg) in gx_sig:
                 gx_arg = to_gradtx.get(arg, arg)
                 reached.add(gx_arg)

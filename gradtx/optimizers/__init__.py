@@ -4,8 +4,10 @@ from gradtx.optimizers.adafactor import adafactor, relative_step_size
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
+from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
+from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
 
@@ -17,6 +19,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "asgd",
     "lamb",
     "lars",
     "lion",
@@ -24,6 +27,7 @@ __all__ = [
     "radam",
     "relative_step_size",
     "rmsprop",
+    "rprop",
     "sgd",
     "sign_sgd",
     "yogi",

@@ -25,8 +25,10 @@ from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
+from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
+from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
 from gradtx.wrappers.averaging import with_param_average
@@ -81,18 +83,31 @@ class OptimizerInfo:
         return derived + tuple(self.rule_invalid)
 
     def torch_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of the equivalent ``torch.optim`` constructor. State dtypes
-        (``mu_dtype``, ``nu_dtype``) have no torch counterpart: torch keeps each state in its
-        parameter's dtype, which is gradtx's default."""
+        """The keyword arguments of the equivalent ``torch.optim`` constructor. Pairs that torch
+        takes as one tuple (``TORCH_PAIRS``) are joined. State dtypes (``mu_dtype``,
+        ``nu_dtype``) have no torch counterpart: torch keeps each state in its parameter's
+        dtype, which is gradtx's default."""
         out = dict(self.torch_extra)
+        paired = {name for pair in TORCH_PAIRS.values() for name in pair}
         for key, value in kwargs.items():
-            if key in ("b1", "b2") or key.endswith("_dtype"):
+            if key in paired or key.endswith("_dtype"):
                 continue
             out[self.torch_names.get(key, key)] = value
-        if "b1" in kwargs or "b2" in kwargs:
-            defaults = _defaults(self.factory)
-            out["betas"] = (kwargs.get("b1", defaults["b1"]), kwargs.get("b2", defaults["b2"]))
+        for torch_name, (first, second) in TORCH_PAIRS.items():
+            if first in kwargs or second in kwargs:
+                defaults = _defaults(self.factory)
+                out[torch_name] = (
+                    kwargs.get(first, defaults[first]), kwargs.get(second, defaults[second])
+                )
         return out
+
+
+# gradtx argument pairs that torch takes as one tuple: torch name -> (first, second).
+TORCH_PAIRS = {
+    "betas": ("b1", "b2"),
+    "etas": ("eta_minus", "eta_plus"),
+    "step_sizes": ("min_step_size", "max_step_size"),
+}
 
 
 def _defaults(fn) -> dict[str, Any]:
@@ -322,6 +337,39 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             "initial_accumulator_value": [0.0, 1e-6, 0.1],
         },
         example={"learning_rate": 0.05},
+    ),
+    OptimizerInfo(
+        name="rprop",
+        factory=rprop,
+        torch_class="Rprop",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [1e-3, 0.1, 100.0],
+            "eta_minus": [0.1, 0.5, 0.9],
+            "eta_plus": [1.1, 1.2, 2.0],
+            # 2e-3 (not 1e-3, the grid's smallest learning rate): a learning rate equal to a
+            # bound would put the finite-difference test on the kink of the clip.
+            "min_step_size": [0.0, 1e-6, 2e-3],
+            # 1e-4 < 2e-3: torch's clamp then gives every step size the max.
+            "max_step_size": [1e-4, 1.0, 50.0],
+            "maximize": [False, True],
+        },
+        example={"learning_rate": 0.01},
+    ),
+    OptimizerInfo(
+        name="asgd",
+        factory=asgd,
+        torch_class="ASGD",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [1e-3, 0.01, 0.1],
+            "lambd": [0.0, 1e-4, 0.1],
+            "alpha": [0.0, 0.75, 1.0],
+            "t0": [0.0, 7.5, 1e6],
+            "weight_decay": [0.0, 0.1],
+            "maximize": [False, True],
+        },
+        example={"learning_rate": 0.01},
     ),
     # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
     # checks them against NumPy implementations of their papers over this grid.

@@ -29,6 +29,11 @@ class ParamAverageState(NamedTuple):
     average: PyTree
     count: jax.Array | None
 
+    # The field of averaged parameters. A state class with a class attribute ``average_field``
+    # declares itself an average of the parameters, which averaged_params returns (torch's
+    # ASGD keeps one too: gradtx.polyak_average's PolyakAverageState).
+    average_field = "average"
+
 
 def with_param_average(
     inner: GradientTransformation, decay: float | jax.Array = 0.999
@@ -116,19 +121,25 @@ def with_param_average(
 
 
 def _is_average_state(x) -> bool:
-    return isinstance(x, ParamAverageState)
+    """A state that declares itself an average of the parameters: a tuple (NamedTuple) whose
+    class names its field of averaged parameters in ``average_field``."""
+    return isinstance(x, tuple) and isinstance(getattr(type(x), "average_field", None), str)
 
 
 def averaged_params(state: PyTree) -> PyTree:
-    """The averaged parameters kept by :func:`with_param_average` in ``state``.
+    """The averaged parameters kept in ``state`` by :func:`with_param_average`, or by an
+    optimizer that averages its parameters itself (:func:`gradtx.asgd`, torch's ``ax``).
 
-    ``state`` is the state of the wrapper itself or of anything containing it (a ``chain``,
-    ``parallel``, or another wrapper): the state tree is searched for the wrapper's state, and
-    the outermost one is used when wrappers are nested. It works on traced states too.
+    ``state`` is the state of the wrapper or optimizer itself or of anything containing it (a
+    ``chain``, ``parallel``, or another wrapper): the state tree is searched for a state that
+    declares itself an average (a class attribute ``average_field`` naming the field, as
+    :class:`ParamAverageState` has), and the outermost one is used when averages are nested.
+    It works on traced states too. An average kept inside an optimizer holds a complex
+    parameter as its real pair ``stack([Re, Im])``, as the optimizer's other state does.
 
     Raises:
-        ValueError: when ``state`` holds no :func:`with_param_average` state, or holds several
-            side by side (which one is meant would be ambiguous).
+        ValueError: when ``state`` holds no average of the parameters, or holds several side
+            by side (which one is meant would be ambiguous).
     """
     found = [
         leaf
@@ -138,11 +149,12 @@ def averaged_params(state: PyTree) -> PyTree:
     if not found:
         raise ValueError(
             "averaged_params: the state holds no parameter average. Wrap the optimizer with "
-            "with_param_average(...) and pass the state made by its init and update."
+            "with_param_average(...) (or use one that averages, such as asgd) and pass the "
+            "state made by its init and update."
         )
     if len(found) > 1:
         raise ValueError(
             f"averaged_params: the state holds {len(found)} parameter averages side by side; "
             "pass the part of the state that holds the one you want."
         )
-    return found[0].average
+    return getattr(found[0], type(found[0]).average_field)
