@@ -133,6 +133,7 @@ from gradtx.wrappers.masking import (
     multi_transform,
     set_to_zero,
 )
+from gradtx.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.wrappers.quantized import QuantizedArray, QuantizedState, quantize_state, state_nbytes
 
 __version__ = "0.1.0"
@@ -218,6 +219,8 @@ __all__ = [
     "radam",
     "radam_rectification",
     "RectificationState",
+    "reduce_on_plateau",
+    "ReduceOnPlateauState",
     "relative_step_size",
     "rmsprop",
     "rprop",

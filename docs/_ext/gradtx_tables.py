@@ -472,7 +472,6 @@ COMMON_SCHEDULER_ARGS = {
     "last_epoch": "None needed: the step count lives in the optimizer state, so restoring a "
     "saved state resumes the schedule.",
 }
-_PLATEAU = "Your plateau logic, in the training loop."
 
 SCHEDULERS = {
     "StepLR": Scheduler(
@@ -574,17 +573,17 @@ SCHEDULERS = {
         uses=("cyclic_schedule",),
     ),
     "ReduceLROnPlateau": Scheduler(
-        "no schedule: it reacts to a metric, not to the step count. Decide in the training "
-        "loop and call `gx.set_hyperparam(state, \"learning_rate\", new_lr)`; a jitted step "
-        "is not recompiled.",
-        {"mode": _PLATEAU, "factor": _PLATEAU, "patience": _PLATEAU, "threshold": _PLATEAU,
-         "threshold_mode": _PLATEAU, "cooldown": _PLATEAU, "min_lr": _PLATEAU,
-         "eps": _PLATEAU, "optimizer": "The optimizer whose `learning_rate` you set."},
-        "Or inside the step: `optax.contrib.reduce_on_plateau` after the optimizer in a "
-        "`gx.chain`, updated with `update(grads, state, params, value=loss)`, scales the "
-        "updates down on a plateau: for an optimizer that applies its learning rate last, as "
-        "torch's do, the same as lowering the learning rate.",
-        uses=("set_hyperparam", "chain"),
+        "`gx.reduce_on_plateau(inner, mode, factor, patience, threshold, threshold_mode, "
+        "cooldown, min_lr, eps)` around the optimizer; `update(grads, state, params, "
+        "value=metric)` is torch's `opt.step(); scheduler.step(metric)`, an update without "
+        "`value` steps the optimizer only",
+        {"mode": "`mode`", "factor": "`factor`", "patience": "`patience`",
+         "threshold": "`threshold`", "threshold_mode": "`threshold_mode`",
+         "cooldown": "`cooldown`", "min_lr": "`min_lr` (a float, or a dict of "
+         "`gx.multi_transform` labels for per-group values)", "eps": "`eps`",
+         "optimizer": "`inner`: every `learning_rate` in its state is lowered, and "
+         "`gx.get_hyperparam` shows the lowered rate."},
+        uses=("reduce_on_plateau", "get_hyperparam"),
     ),
 }
 
