@@ -65,6 +65,7 @@ from gradtx.schedules import (
     step_schedule,
     warmup_cosine_decay_schedule,
 )
+from gradtx.torch_state_dict import from_torch_state_dict, to_torch_state_dict
 from gradtx.transforms.adam_scalings import (
     BeliefState,
     RectificationState,
@@ -176,6 +177,7 @@ __all__ = [
     "FactoredRmsState",
     "FirstMomentState",
     "freeze",
+    "from_torch_state_dict",
     "get_hyperparam",
     "global_norm",
     "GradientTransformation",
@@ -258,6 +260,7 @@ __all__ = [
     "step_schedule",
     "sum_of_squares",
     "SumOfSquaresState",
+    "to_torch_state_dict",
     "tree_get",
     "tree_set",
     "Updates",

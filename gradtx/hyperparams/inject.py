@@ -381,6 +381,8 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
             count=increment(state.count), hyperparams=values, inner_state=inner_state
         )
 
+    # Read by the torch state_dict bridge: a schedule's value at a given count.
+    step._gradtx_schedules = schedules
     if injection.declarations is None:
         return GradientTransformation(init, step)
     # A declared optimizer is a chain of gradtx's own pure transforms, so its eager update can
@@ -393,6 +395,7 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
             return compiled(updates, state, params, **extra_args)
         return step(updates, state, params, **extra_args)
 
+    update._gradtx_schedules = schedules
     return GradientTransformation(init, update)
 
 

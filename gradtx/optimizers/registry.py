@@ -54,6 +54,12 @@ class OptimizerInfo:
         torch_extra: fixed extra arguments for the torch constructor.
         constraint: a predicate on full keyword arguments; grid points failing it are skipped
             (combinations torch itself refuses, such as Nesterov without momentum).
+        torch_state: torch's per-parameter state key -> the gradtx state entry (a
+            :func:`gradtx.tree_get` name) holding it, for the state_dict bridge; ``"step"``
+            is the step count. Entries an optimizer keeps only for some arguments (AMSGrad's
+            max) are listed too.
+        torch_group: constant entries of torch's param groups that are not arguments here
+            (Adam's ``decoupled_weight_decay``): written on export, checked on import.
     """
 
     name: str
@@ -65,6 +71,8 @@ class OptimizerInfo:
     torch_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     torch_extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     constraint: Callable[[Mapping[str, Any]], bool] = lambda kwargs: True
+    torch_state: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    torch_group: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def declarations(self) -> Mapping[str, Hyperparam]:
@@ -132,6 +140,10 @@ def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
     }
 
 
+# torch's Adam and AdamW state: key -> gradtx entry (max_exp_avg_sq with amsgrad only).
+_ADAM_STATE = {"step": "count", "exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max"}
+
+
 def _nesterov_ok(kw) -> bool:
     return not kw.get("nesterov") or (kw.get("momentum", 0) > 0 and kw.get("dampening", 0) == 0)
 
@@ -169,6 +181,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="sgd",
         factory=sgd,
         torch_class="SGD",
+        torch_state={"momentum_buffer": "momentum_buffer"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1e-3, 0.1, 1.0],
@@ -189,6 +202,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="adagrad",
         factory=adagrad,
         torch_class="Adagrad",
+        torch_state={"step": "count", "sum": "sum_of_squares"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1e-2, 0.1, 1.0],
@@ -204,6 +218,8 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="rmsprop",
         factory=rmsprop,
         torch_class="RMSprop",
+        torch_state={"step": "count", "square_avg": "nu", "momentum_buffer": "momentum_buffer",
+                     "grad_avg": "mu"},
         torch_names={"learning_rate": "lr", "decay": "alpha"},
         grid={
             "learning_rate": [1e-3, 1e-2, 0.1],
@@ -223,6 +239,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="adadelta",
         factory=adadelta,
         torch_class="Adadelta",
+        torch_state={"step": "count", "square_avg": "nu", "acc_delta": "acc_delta"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1.0, 0.1, 0.01],
@@ -237,6 +254,8 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="adam",
         factory=adam,
         torch_class="Adam",
+        torch_state=_ADAM_STATE,
+        torch_group={"decoupled_weight_decay": False},
         torch_names={"learning_rate": "lr"},
         grid=_adam_grid(weight_decay=[0.0, 0.1]),
         example={"learning_rate": 0.05},
@@ -250,6 +269,8 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="adamw",
         factory=adamw,
         torch_class="AdamW",
+        torch_state=_ADAM_STATE,
+        torch_group={"decoupled_weight_decay": True},
         torch_names={"learning_rate": "lr"},
         grid=_adam_grid(weight_decay=[0.0, 1e-2, 0.1]),
         example={"learning_rate": 0.05},
@@ -258,6 +279,9 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="nadam",
         factory=nadam,
         torch_class="NAdam",
+        torch_state={
+            "step": "count", "mu_product": "mu_product", "exp_avg": "mu", "exp_avg_sq": "nu"
+        },
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [2e-3, 0.1],
@@ -275,6 +299,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="adamax",
         factory=adamax,
         torch_class="Adamax",
+        torch_state={"step": "count", "exp_avg": "mu", "exp_inf": "nu"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [2e-3, 0.1],
@@ -294,6 +319,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="radam",
         factory=radam,
         torch_class="RAdam",
+        torch_state={"step": "count", "exp_avg": "mu", "exp_avg_sq": "nu"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1e-3, 0.1],
@@ -342,6 +368,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="rprop",
         factory=rprop,
         torch_class="Rprop",
+        torch_state={"step": "count", "prev": "prev", "step_size": "step_size"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1e-3, 0.1, 100.0],
@@ -360,6 +387,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         name="asgd",
         factory=asgd,
         torch_class="ASGD",
+        torch_state={"step": "count", "eta": "eta", "mu": "mu", "ax": "ax"},
         torch_names={"learning_rate": "lr"},
         grid={
             "learning_rate": [1e-3, 0.01, 0.1],

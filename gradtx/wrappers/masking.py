@@ -263,6 +263,8 @@ def multi_transform(
             new_states[k] = s.inner_state
         return updates, MultiTransformState(inner_states=new_states)
 
+    # Read by the torch state_dict bridge, which maps the groups to torch's param groups.
+    update._gradtx_groups = (transforms, labels_of)
     return GradientTransformation(init, update)
 
 

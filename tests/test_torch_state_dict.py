@@ -1,0 +1,314 @@
+"""The torch state_dict bridge: a run moved between torch.optim and gradtx after 20 steps
+continues exactly (20 + 20 steps == 40 steps of either library, float64, rtol 1e-9), for every
+registry optimizer with a torch equivalent, with param groups, schedules and complex
+parameters; a state_dict that does not fit raises a ValueError naming what differs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx as gx
+from gradtx.optimizers.registry import with_torch_equivalent
+from tests import helpers
+
+RTOL = 1e-9
+HALF = 20
+PARAMS = helpers.make_params()
+GRADS = helpers.make_gradients(PARAMS, steps=2 * HALF)
+KEYS = sorted(PARAMS)  # tree_leaves order of a dict
+
+
+def _configs(info):
+    """The registry example, and every grid axis at its last value (booleans on, the extra
+    state they create included), switching booleans off until torch accepts the point."""
+    last = {k: v[-1] for k, v in info.grid.items()}
+    for name in [k for k, v in last.items() if v is True]:
+        if info.constraint(last):
+            break
+        last[name] = False
+    return [dict(info.example), last]
+
+
+CASES = [
+    pytest.param(info, kw, id=f"{info.name}-{i}")
+    for info in with_torch_equivalent()
+    for i, kw in enumerate(_configs(info))
+]
+
+
+def _torch_opt(torch, info, kwargs, params):
+    tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS]
+    return tensors, getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+
+
+def _torch_steps(torch, tensors, opt, grads):
+    traj = []
+    for g in grads:
+        for t, k in zip(tensors, KEYS, strict=True):
+            t.grad = torch.tensor(np.asarray(g[k]))
+        opt.step()
+        traj.append({k: t.detach().numpy().copy() for k, t in zip(KEYS, tensors, strict=True)})
+    return traj
+
+
+def _gradtx_steps(tx, params, state, grads):
+    traj = []
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = gx.apply_updates(params, updates)
+        traj.append(jax.tree_util.tree_map(np.asarray, params))
+    return traj, params, state
+
+
+def _assert_close(ours, theirs, what):
+    for k in KEYS:
+        np.testing.assert_allclose(
+            ours[k], theirs[k], rtol=RTOL, atol=1e-12 * max(1.0, np.abs(theirs[k]).max()),
+            err_msg=f"{what}: {k}",
+        )
+
+
+def _assert_same_state(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=1e-300)
+
+
+@pytest.mark.parametrize("info, kwargs", CASES)
+def test_torch_then_gradtx(info, kwargs, torch_float64):
+    torch = torch_float64
+    tensors, opt = _torch_opt(torch, info, kwargs, PARAMS)
+    _torch_steps(torch, tensors, opt, GRADS[:HALF])
+    params = {k: jnp.asarray(t.detach().numpy()) for k, t in zip(KEYS, tensors, strict=True)}
+    tx = info.factory(**kwargs)
+    state = gx.from_torch_state_dict(tx, params, opt.state_dict())
+    # The imported state is the one gradtx reaches by itself over the same 20 steps.
+    _, _, own = _gradtx_steps(tx, jax.tree_util.tree_map(jnp.asarray, PARAMS),
+                              tx.init(PARAMS), GRADS[:HALF])
+    if "step" not in info.torch_state:  # torch's SGD keeps no step count: gradtx says 1
+        assert int(state.count) == 1
+        state, own = state._replace(count=own.count), own
+    _assert_same_state(state, own)
+    theirs = _torch_steps(torch, tensors, opt, GRADS[HALF:])
+    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    for t in (0, HALF - 1):
+        _assert_close(ours[t], theirs[t], f"step {HALF + t + 1}")
+
+
+@pytest.mark.parametrize("info, kwargs", CASES)
+def test_gradtx_then_torch(info, kwargs, torch_float64):
+    torch = torch_float64
+    tx = info.factory(**kwargs)
+    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+    _, params, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
+    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    tensors, opt = _torch_opt(torch, info, kwargs, params)
+    exported = gx.to_torch_state_dict(tx, params, state)
+    assert set(exported["state"]) == set(range(len(KEYS)))
+    assert all(isinstance(v, torch.Tensor)
+               for entry in exported["state"].values() for v in entry.values())
+    opt.load_state_dict(exported)
+    theirs = _torch_steps(torch, tensors, opt, GRADS[HALF:])
+    for t in (0, HALF - 1):
+        _assert_close(ours[t], theirs[t], f"step {HALF + t + 1}")
+
+
+def test_state_keys_are_torchs(torch_float64):
+    """Exported per-parameter keys and param-group keys are exactly those of torch's own
+    state_dict after a step (torch-only implementation switches aside)."""
+    torch = torch_float64
+    only_torch = {"foreach", "capturable", "differentiable", "fused"}
+    for info in with_torch_equivalent():
+        for kwargs in _configs(info):
+            tx = info.factory(**kwargs)
+            params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+            _, params, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:2])
+            ours = gx.to_torch_state_dict(tx, params, state)
+            tensors, opt = _torch_opt(torch, info, kwargs, PARAMS)
+            _torch_steps(torch, tensors, opt, GRADS[:2])
+            theirs = opt.state_dict()
+            assert {k: set(v) for k, v in ours["state"].items()} == {
+                k: set(v) for k, v in theirs["state"].items()}, info.name
+            group, torch_group = ours["param_groups"][0], theirs["param_groups"][0]
+            assert set(group) == set(torch_group) - only_torch, info.name
+            for key, value in torch_group.items():
+                if key not in only_torch:
+                    assert group[key] == pytest.approx(value, rel=1e-12), (info.name, key)
+
+
+def test_param_groups_are_multi_transform_labels(torch_float64):
+    """Two Adam groups with their own learning rates and weight decay = torch.optim.Adam with
+    two param groups; torch numbers the parameters group after group."""
+    torch = torch_float64
+    labels = {"b": "fast", "s": "slow", "w": "slow"}
+    tx = gx.multi_transform(
+        {"slow": gx.adam(1e-3, amsgrad=True), "fast": gx.adam(0.05, weight_decay=0.1,
+                                                             amsgrad=True)}, labels)
+    slow, fast = ["s", "w"], ["b"]
+
+    def torch_opt(params):
+        t = {k: torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS}
+        opt = torch.optim.Adam(
+            [{"params": [t[k] for k in slow], "lr": 1e-3},
+             {"params": [t[k] for k in fast], "lr": 0.05, "weight_decay": 0.1}], amsgrad=True)
+        return t, opt
+
+    def torch_steps(t, opt, grads):
+        out = []
+        for g in grads:
+            for k in KEYS:
+                t[k].grad = torch.tensor(np.asarray(g[k]))
+            opt.step()
+            out.append({k: t[k].detach().numpy().copy() for k in KEYS})
+        return out
+
+    t, opt = torch_opt(PARAMS)
+    torch_steps(t, opt, GRADS[:HALF])
+    params = {k: jnp.asarray(t[k].detach().numpy()) for k in KEYS}
+    state = gx.from_torch_state_dict(tx, params, opt.state_dict())
+    theirs = torch_steps(t, opt, GRADS[HALF:])
+    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    _assert_close(ours[-1], theirs[-1], "torch -> gradtx")
+
+    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+    _, params, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
+    exported = gx.to_torch_state_dict(tx, params, state)
+    # Keyed by tree_leaves index (b, s, w); the groups list their leaves.
+    assert [g["params"] for g in exported["param_groups"]] == [[1, 2], [0]]
+    t, opt = torch_opt(params)
+    opt.load_state_dict(exported)
+    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    theirs = torch_steps(t, opt, GRADS[HALF:])
+    _assert_close(ours[-1], theirs[-1], "gradtx -> torch")
+
+
+def test_scheduler_position_moves_both_ways(torch_float64):
+    """Adam under ExponentialLR and SGD (which keeps no step count) under StepLR: the
+    schedule continues where the other library left it."""
+    torch = torch_float64
+    cases = [
+        (lambda: gx.adam(gx.exponential_decay(0.05, 1, 0.9)), "Adam", {"lr": 0.05},
+         lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)),
+        (lambda: gx.sgd(gx.exponential_decay(0.1, 7, 0.5, staircase=True), momentum=0.9),
+         "SGD", {"lr": 0.1, "momentum": 0.9},
+         lambda opt: torch.optim.lr_scheduler.StepLR(opt, 7, 0.5)),
+    ]
+    for make_tx, name, torch_kw, make_sched in cases:
+        tx = make_tx()
+
+        def torch_run(params, grads, sd=None, sched_sd=None):
+            tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS]
+            opt = getattr(torch.optim, name)(tensors, **torch_kw)
+            sched = make_sched(opt)
+            if sd is not None:
+                opt.load_state_dict(sd)
+                sched.load_state_dict(sched_sd)
+            traj = []
+            for g in grads:
+                for t, k in zip(tensors, KEYS, strict=True):
+                    t.grad = torch.tensor(np.asarray(g[k]))
+                opt.step()
+                sched.step()
+                traj.append({k: t.detach().numpy().copy()
+                             for k, t in zip(KEYS, tensors, strict=True)})
+            return traj, opt, sched, tensors
+
+        # gradtx -> torch
+        params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+        _, params20, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
+        ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
+        exported = gx.to_torch_state_dict(tx, params20, state)
+        theirs, *_ = torch_run(params20, GRADS[HALF:], exported, exported["lr_scheduler"])
+        _assert_close(ours[-1], theirs[-1], f"{name}: gradtx -> torch")
+
+        # torch -> gradtx
+        traj, opt, sched, tensors = torch_run(PARAMS, GRADS[:HALF])
+        params20 = {k: jnp.asarray(t.detach().numpy()) for k, t in zip(KEYS, tensors,
+                                                                        strict=True)}
+        step = HALF if name == "SGD" else None
+        state = gx.from_torch_state_dict(tx, params20, opt.state_dict(), step=step)
+        ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
+        full, *_ = torch_run(PARAMS, GRADS)
+        _assert_close(ours[-1], full[-1], f"{name}: torch -> gradtx")
+
+
+def test_complex_parameters(torch_float64):
+    torch = torch_float64
+    rng = np.random.default_rng(3)
+    params = {"z": rng.normal(size=3) + 1j * rng.normal(size=3)}
+    grads = [{"z": rng.normal(size=3) + 1j * rng.normal(size=3)} for _ in range(2 * HALF)]
+    tx = gx.adam(0.05, amsgrad=True)
+    z = torch.tensor(params["z"], requires_grad=True)
+    opt = torch.optim.Adam([z], lr=0.05, amsgrad=True)
+    for g in grads[:HALF]:
+        z.grad = torch.tensor(g["z"])
+        opt.step()
+    state = gx.from_torch_state_dict(tx, {"z": jnp.asarray(z.detach().numpy())},
+                                     opt.state_dict())
+    p = {"z": jnp.asarray(z.detach().numpy())}
+    for g in grads[HALF:]:
+        z.grad = torch.tensor(g["z"])
+        opt.step()
+        u, state = tx.update(g, state, p)
+        p = gx.apply_updates(p, u)
+    np.testing.assert_allclose(np.asarray(p["z"]), z.detach().numpy(), rtol=RTOL)
+    exported = gx.to_torch_state_dict(tx, p, state)
+    assert exported["state"][0]["exp_avg"].dtype == torch.complex128
+
+
+def _torch_adam_sd(torch, params, **kwargs):
+    tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in sorted(params)]
+    opt = torch.optim.Adam(tensors, **kwargs)
+    for t in tensors:
+        t.grad = torch.ones_like(t)
+    opt.step()
+    return opt.state_dict()
+
+
+@pytest.mark.parametrize(
+    "make_tx, params, kwargs, match",
+    [
+        (lambda: gx.sgd(0.1, momentum=0.9), PARAMS, {}, r"not one of torch.optim.SGD.*betas"),
+        (lambda: gx.adamw(1e-3), PARAMS, {}, r"decoupled_weight_decay"),
+        (lambda: gx.adam(1e-3), {"w": PARAMS["w"]}, {}, r"has 3 parameters.*has 1"),
+        (lambda: gx.adam(1e-3), {**PARAMS, "w": np.ones((3, 4))}, {},
+         r"state\[2\]\['exp_avg'\] has shape \(4, 3\).*\['w'\].*shape \(3, 4\)"),
+        (lambda: gx.adam(1e-3), PARAMS, {"amsgrad": True}, r"amsgrad=True.*amsgrad=False"),
+        (lambda: gx.adam(1e-3, amsgrad=True), PARAMS, {"amsgrad": True, "eps": 1e-3},
+         None),
+        (lambda: gx.adam(gx.linear_schedule(1e-3, 0.0, 100)), PARAMS, {"lr": 0.5},
+         r"schedule whose value at step 1"),
+        (lambda: gx.rprop(), PARAMS, {}, r"not one of torch.optim.Rprop"),
+        (lambda: gx.lion(1e-3), PARAMS, {}, r"lion has no torch.optim equivalent"),
+    ],
+    ids=["other-optimizer", "adam-into-adamw", "parameter-count", "shape", "argument",
+         "live-eps-accepted", "schedule", "rprop", "no-equivalent"],
+)
+def test_mismatches_raise_naming_what_differs(make_tx, params, kwargs, match, torch_float64):
+    sd = _torch_adam_sd(torch_float64, PARAMS, **kwargs)
+    tx = make_tx()
+    if match is None:  # a live hyperparameter is taken from torch, not refused
+        state = gx.from_torch_state_dict(tx, params, sd)
+        assert float(gx.get_hyperparam(state, "eps")) == 1e-3
+        return
+    with pytest.raises(ValueError, match=match):
+        gx.from_torch_state_dict(tx, params, sd)
+
+
+def test_another_optimizers_state_keys_raise(torch_float64):
+    """Same param-group keys, other per-parameter state: Adam's state under AdamW's groups."""
+    sd = _torch_adam_sd(torch_float64, PARAMS, amsgrad=True)
+    sd["param_groups"][0]["amsgrad"] = False
+    with pytest.raises(ValueError, match="max_exp_avg_sq"):
+        gx.from_torch_state_dict(gx.adam(1e-3), PARAMS, sd)
+
+
+def test_fresh_optimizer_exports_empty_state(torch_float64):
+    tx = gx.adam(1e-3)
+    exported = gx.to_torch_state_dict(tx, PARAMS, tx.init(PARAMS))
+    assert exported["state"] == {}
+    assert exported["param_groups"][0]["params"] == [0, 1, 2]
+    state = gx.from_torch_state_dict(tx, PARAMS, exported)
+    _assert_same_state(state, tx.init(PARAMS))
