@@ -48,6 +48,23 @@ def make_gradients(params, steps: int = STEPS, seed: int = 1) -> list[dict[str, 
     return out
 
 
+def torch_step(torch, opt) -> None:
+    """``opt.step()`` for an optimizer fed dense ``.grad`` tensors, as each torch class needs
+    it: SparseAdam gets the sparse form of each gradient (rows along axis 0 that are entirely
+    zero left out, as an ``nn.Embedding(sparse=True)`` gives them), LBFGS a closure (its first
+    evaluation is the gradient already set; with ``max_iter=1`` it evaluates nothing more)."""
+    if isinstance(opt, torch.optim.SparseAdam):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not p.grad.is_sparse:
+                    p.grad = p.grad.to_sparse(sparse_dim=1)
+        opt.step()
+    elif isinstance(opt, torch.optim.LBFGS):
+        opt.step(lambda: torch.zeros(()))
+    else:
+        opt.step()
+
+
 def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], params, grads):
     """Parameters after each step of ``torch.optim.<info.torch_class>``: a list of dicts."""
     keys = sorted(params)
@@ -58,7 +75,7 @@ def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], para
     for g in grads:
         for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(np.asarray(g[k]), dtype=torch.float64)
-        opt.step()
+        torch_step(torch, opt)
         traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
     return traj
 

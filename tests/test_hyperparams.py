@@ -95,7 +95,7 @@ def _torch_with_change(torch, info, kwargs, at_step, group_changes):
             topt.param_groups[0].update(group_changes)
         for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(g[k])
-        topt.step()
+        helpers.torch_step(torch, topt)
         traj.append({k: x.detach().numpy().copy() for k, x in zip(keys, tensors, strict=True)})
     return traj
 

@@ -108,7 +108,7 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
     for g in GRADS:
         for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(g[k])
-        topt.step()
+        helpers.torch_step(torch, topt)
         sched.step()
         expected.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
 

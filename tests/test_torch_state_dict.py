@@ -5,6 +5,8 @@ parameters; a state_dict that does not fit raises a ValueError naming what diffe
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,7 +51,7 @@ def _torch_steps(torch, tensors, opt, grads):
     for g in grads:
         for t, k in zip(tensors, KEYS, strict=True):
             t.grad = torch.tensor(np.asarray(g[k]))
-        opt.step()
+        helpers.torch_step(torch, opt)
         traj.append({k: t.detach().numpy().copy() for k, t in zip(KEYS, tensors, strict=True)})
     return traj
 
@@ -184,54 +186,62 @@ def test_param_groups_are_multi_transform_labels(torch_float64):
     _assert_close(ours[-1], theirs[-1], "gradtx -> torch")
 
 
-def test_scheduler_position_moves_both_ways(torch_float64):
-    """Adam under ExponentialLR and SGD (which keeps no step count) under StepLR: the
-    schedule continues where the other library left it."""
+SCHEDULED = [
+    pytest.param(lambda: gx.adam(gx.exponential_decay(0.05, 1, 0.9)), "Adam", {"lr": 0.05},
+                 lambda torch, opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.9),
+                 id="adam-ExponentialLR"),
+    pytest.param(lambda: gx.sgd(gx.exponential_decay(0.1, 7, 0.5, staircase=True),
+                                momentum=0.9),
+                 "SGD", {"lr": 0.1, "momentum": 0.9},
+                 lambda torch, opt: torch.optim.lr_scheduler.StepLR(opt, 7, 0.5),
+                 id="sgd-StepLR"),
+]
+
+
+def _torch_scheduled_run(torch, name, torch_kw, make_sched, params, grads, sd=None):
+    tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS]
+    opt = getattr(torch.optim, name)(tensors, **torch_kw)
+    sched = make_sched(torch, opt)
+    if sd is not None:  # torch's order for resuming: build both, then load both
+        opt.load_state_dict(sd)
+        sched.load_state_dict(sd["lr_scheduler"])
+    traj = []
+    for g in grads:
+        for t, k in zip(tensors, KEYS, strict=True):
+            t.grad = torch.tensor(np.asarray(g[k]))
+        opt.step()
+        sched.step()
+        traj.append({k: t.detach().numpy().copy() for k, t in zip(KEYS, tensors, strict=True)})
+    return traj, opt
+
+
+@pytest.mark.parametrize("make_tx, name, torch_kw, make_sched", SCHEDULED)
+def test_scheduler_position_moves_both_ways(make_tx, name, torch_kw, make_sched,
+                                            torch_float64):
+    """The schedule continues where the other library left it; SGD keeps no step count, so
+    ``step=`` gives it."""
     torch = torch_float64
-    cases = [
-        (lambda: gx.adam(gx.exponential_decay(0.05, 1, 0.9)), "Adam", {"lr": 0.05},
-         lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.9)),
-        (lambda: gx.sgd(gx.exponential_decay(0.1, 7, 0.5, staircase=True), momentum=0.9),
-         "SGD", {"lr": 0.1, "momentum": 0.9},
-         lambda opt: torch.optim.lr_scheduler.StepLR(opt, 7, 0.5)),
-    ]
-    for make_tx, name, torch_kw, make_sched in cases:
-        tx = make_tx()
-
-        def torch_run(params, grads, sd=None, sched_sd=None):
-            tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS]
-            opt = getattr(torch.optim, name)(tensors, **torch_kw)
-            sched = make_sched(opt)
-            if sd is not None:
-                opt.load_state_dict(sd)
-                sched.load_state_dict(sched_sd)
-            traj = []
-            for g in grads:
-                for t, k in zip(tensors, KEYS, strict=True):
-                    t.grad = torch.tensor(np.asarray(g[k]))
-                opt.step()
-                sched.step()
-                traj.append({k: t.detach().numpy().copy()
-                             for k, t in zip(KEYS, tensors, strict=True)})
-            return traj, opt, sched, tensors
-
-        # gradtx -> torch
-        params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
-        _, params20, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
-        ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
-        exported = gx.to_torch_state_dict(tx, params20, state)
-        theirs, *_ = torch_run(params20, GRADS[HALF:], exported, exported["lr_scheduler"])
-        _assert_close(ours[-1], theirs[-1], f"{name}: gradtx -> torch")
-
-        # torch -> gradtx
-        traj, opt, sched, tensors = torch_run(PARAMS, GRADS[:HALF])
-        params20 = {k: jnp.asarray(t.detach().numpy()) for k, t in zip(KEYS, tensors,
-                                                                        strict=True)}
-        step = HALF if name == "SGD" else None
-        state = gx.from_torch_state_dict(tx, params20, opt.state_dict(), step=step)
-        ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
-        full, *_ = torch_run(PARAMS, GRADS)
-        _assert_close(ours[-1], full[-1], f"{name}: torch -> gradtx")
+    tx = make_tx()
+    run = functools.partial(_torch_scheduled_run, torch, name, torch_kw, make_sched)
+    # gradtx -> torch
+    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+    _, params20, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
+    ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
+    exported = gx.to_torch_state_dict(tx, params20, state)
+    assert exported["lr_scheduler"]["last_epoch"] == HALF
+    theirs, _ = run(params20, GRADS[HALF:], exported)
+    _assert_close(ours[-1], theirs[-1], f"{name}: gradtx -> torch")
+    # torch -> gradtx
+    traj, opt = run(PARAMS, GRADS[:HALF])
+    params20 = {k: jnp.asarray(v) for k, v in traj[-1].items()}
+    step = HALF if name == "SGD" else None
+    state = gx.from_torch_state_dict(tx, params20, opt.state_dict(), step=step)
+    ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
+    full, _ = run(PARAMS, GRADS)
+    _assert_close(ours[-1], full[-1], f"{name}: torch -> gradtx")
+    if name == "SGD":
+        with pytest.raises(ValueError, match="keeps no step count.*pass step="):
+            gx.from_torch_state_dict(tx, params20, opt.state_dict())
 
 
 def test_complex_parameters(torch_float64):
