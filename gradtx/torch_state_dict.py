@@ -553,6 +553,10 @@ def _read_group_state(group, params, param_leaves, paths, ids, per_param, count,
     hyperparams = dict(state.hyperparams)
     for name, value in live.items():
         hyperparams[name] = jnp.asarray(value, dtype=hyperparams[name].dtype)
+    if count > 0:  # a scheduled value reads as that of the last step taken, as after updates
+        last = jnp.asarray(count - 1, state.count.dtype)
+        for name, schedule in _schedules(group).items():
+            hyperparams[name] = jnp.asarray(schedule(last), dtype=hyperparams[name].dtype)
     state = state._replace(
         count=jnp.asarray(count, dtype=state.count.dtype), hyperparams=hyperparams
     )

@@ -236,6 +236,10 @@ def test_scheduler_position_moves_both_ways(make_tx, name, torch_kw, make_sched,
     params20 = {k: jnp.asarray(v) for k, v in traj[-1].items()}
     step = HALF if name == "SGD" else None
     state = gx.from_torch_state_dict(tx, params20, opt.state_dict(), step=step)
+    # The state reads as one that took the 20 steps itself (the rate of its last step).
+    _, _, own = _gradtx_steps(tx, jax.tree_util.tree_map(jnp.asarray, PARAMS),
+                              tx.init(PARAMS), GRADS[:HALF])
+    _assert_same_state(state, own)
     ours, _, _ = _gradtx_steps(tx, params20, state, GRADS[HALF:])
     full, _ = run(PARAMS, GRADS)
     _assert_close(ours[-1], full[-1], f"{name}: torch -> gradtx")
