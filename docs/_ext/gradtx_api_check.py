@@ -19,8 +19,9 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 PACKAGE = "gradtx"
-# Public names in gradtx.optimizers that are not optimizers.
-NOT_OPTIMIZERS = frozenset({"relative_step_size"})
+# Public names in gradtx.optimizers that are not optimizers (a recipe is a multi_transform
+# of optimizers whose pages give the rules).
+NOT_OPTIMIZERS = frozenset({"relative_step_size", "is_hidden_matrix", "muon_with_adamw"})
 
 
 def documented_names(app: Sphinx) -> set[str]:

@@ -6,6 +6,7 @@ from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
+from gradtx.optimizers.muon import is_hidden_matrix, muon, muon_with_adamw
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
@@ -22,7 +23,10 @@ __all__ = [
     "asgd",
     "lamb",
     "lars",
+    "is_hidden_matrix",
     "lion",
+    "muon",
+    "muon_with_adamw",
     "nadam",
     "radam",
     "relative_step_size",
