@@ -17,6 +17,11 @@ Directives (usable from MyST as ```` ```{name} ````):
     Every scheduler class in ``torch.optim.lr_scheduler`` with its gradtx equivalent and an
     argument-by-argument mapping from ``SCHEDULERS`` below; a torch class or argument missing
     from it, or a gradtx name that does not exist, is a warning.
+``gradtx-torch-classes``
+    Every optimizer class in ``torch.optim`` with its gradtx form, how exactly it is matched
+    and whether the state_dict bridge carries its state: registry entries by their
+    ``torch_class``, other classes from ``TORCH_CLASSES_ELSEWHERE``; a class in neither is a
+    warning.
 ``gradtx-hyperparams NAME``
     The arguments of the registry entry ``NAME``, read from its declarations
     (``gradtx.hyperparams.declarations``): default (``inspect.signature``), accepted values
@@ -344,6 +349,57 @@ class TorchOnlyTable(SphinxDirective):
             rows.append([f"`{arg}`", ", ".join(takers) or "none", why])
         return [_table(["torch argument", "taken by", "why gradtx has none"], rows, [14, 30, 56],
                        docname)]
+
+
+# torch.optim classes whose gradtx form is not a registry entry: name -> (gradtx, status).
+TORCH_CLASSES_ELSEWHERE: dict[str, tuple[str, str]] = {
+    "Muon": (
+        "{func}`gx.muon <gradtx.muon>`; the usual recipe (Muon on hidden matrices, AdamW on "
+        "the rest): {func}`gx.muon_with_adamw <gradtx.muon_with_adamw>`",
+        "equal step for step (float64, rtol 1e-9, every argument, Newton–Schulz in bfloat16 "
+        "as torch runs it; `tests/test_muon.py`); not yet in the registry's generic matrix, "
+        "whose test trees hold vectors and scalars",
+    ),
+}
+
+
+class TorchClassesTable(SphinxDirective):
+    """Every ``torch.optim`` optimizer class, its gradtx form and its status."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from gradtx.optimizers import registry
+
+        docname = self.env.docname
+        self.env.note_dependency(__file__)
+        optim = _import("torch.optim", docname, "the torch.optim class table")
+        if optim is None:
+            return []
+        classes = sorted(
+            name for name, cls in vars(optim).items()
+            if inspect.isclass(cls) and issubclass(cls, optim.Optimizer)
+            and cls is not optim.Optimizer and not name.startswith("_")
+        )
+        by_class = {info.torch_class: info for info in registry.with_torch_equivalent()}
+        rows = []
+        for name in classes:
+            info = by_class.get(name)
+            if info is not None:
+                tolerance = getattr(info, "tolerance_note", None)
+                status = tolerance or "equal step for step (float64, rtol 1e-9, every argument)"
+                bridge = "yes" if info.torch_state else "no"
+                rows.append([f"`{name}`", f"{{func}}`gx.{info.name} <gradtx.{info.name}>`",
+                             status, bridge])
+            elif name in TORCH_CLASSES_ELSEWHERE:
+                gradtx_form, status = TORCH_CLASSES_ELSEWHERE[name]
+                rows.append([f"`{name}`", gradtx_form, status, "no"])
+            else:
+                _warn(self, "torch.optim.%s has no registry entry and no line in "
+                      "TORCH_CLASSES_ELSEWHERE (docs/_ext/gradtx_tables.py)", name)
+                rows.append([f"`{name}`", "none yet", "missing", "no"])
+        return [_table(["torch.optim", "gradtx", "status", "state_dict bridge"], rows,
+                       [16, 30, 40, 14], docname)]
 
 
 def check_torch_tables(app: Sphinx, env) -> None:
@@ -743,6 +799,7 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("gradtx-torch-optimizer", TorchOptimizerTable)
     app.add_directive("gradtx-torch-only", TorchOnlyTable)
     app.add_directive("gradtx-torch-schedulers", TorchSchedulerTable)
+    app.add_directive("gradtx-torch-classes", TorchClassesTable)
     app.add_directive("gradtx-optax-defaults", OptaxDefaultsTable)
     app.add_directive("gradtx-hyperparams", HyperparamsTable)
     app.connect("env-check-consistency", check_torch_tables)
