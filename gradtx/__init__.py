@@ -31,6 +31,7 @@ from gradtx.optimizers import (
     adabelief,
     adadelta,
     adafactor,
+    adafactor_torch,
     adagrad,
     adam,
     adamax,
@@ -49,6 +50,7 @@ from gradtx.optimizers import (
     rprop,
     sgd,
     sign_sgd,
+    sparse_adam,
     yogi,
 )
 from gradtx.schedules import (
@@ -154,6 +156,7 @@ __all__ = [
     "adabelief",
     "adadelta",
     "adafactor",
+    "adafactor_torch",
     "adagrad",
     "adam",
     "adamax",
@@ -271,6 +274,7 @@ __all__ = [
     "set_to_zero",
     "sgd",
     "sign_sgd",
+    "sparse_adam",
     "state_nbytes",
     "stateless",
     "step_schedule",

@@ -64,6 +64,10 @@ class _Group:
                 "equivalent, so it has no torch state_dict."
             )
         self.info = matches[0]
+        if not self.info.torch_state:
+            raise ValueError(
+                f"the torch state_dict bridge does not carry {self.info.name}'s state yet{where}."
+            )
         self.static = dict(type(state)._static)
         self.where = where
 

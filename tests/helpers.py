@@ -57,7 +57,7 @@ def torch_step(torch, opt) -> None:
         for group in opt.param_groups:
             for p in group["params"]:
                 if p.grad is not None and not p.grad.is_sparse:
-                    p.grad = p.grad.to_sparse(sparse_dim=1)
+                    p.grad = p.grad.to_sparse(sparse_dim=min(1, p.grad.dim()))
         opt.step()
     elif isinstance(opt, torch.optim.LBFGS):
         opt.step(lambda: torch.zeros(()))

@@ -89,6 +89,19 @@ def test_every_argument_is_declared_and_checked_below(info):
 
 OUT_OF_RANGE = (-1.0, -1, math.nan, np.float64(-1.0), jnp.asarray(-1.0), jnp.asarray(math.nan),
                 np.asarray([0.1, -1.0]))
+MINUS_ONE = (-1.0, -1, np.float64(-1.0), jnp.asarray(-1.0))
+
+
+def _out_of_range(declaration) -> tuple:
+    """OUT_OF_RANGE without the -1s where the declaration accepts -1 (torch's Adafactor's
+    ``beta2_decay`` is at most 0)."""
+    if declaration.low is None or declaration.low < -1 or (
+        declaration.low == -1 and declaration.low_closed
+    ):
+        return tuple(v for v in OUT_OF_RANGE if not any(v is m for m in MINUS_ONE))
+    return OUT_OF_RANGE
+
+
 WRONG_TYPES = ("0.1", b"0.1", [0.1], (0.1,), {"value": 0.1}, True, False, 1 + 1j, object())
 
 
@@ -97,7 +110,7 @@ def test_numeric_hyperparameters_refuse_bad_values_by_name(info, name):
     """Out of the declared range, NaN (Python, NumPy or JAX, scalar or array): ValueError; a
     string, list, tuple, dict, bool, complex or None: TypeError. Both name the argument."""
     pattern = f"`{name}`"
-    for bad in OUT_OF_RANGE + info.declarations[name].invalid_values():
+    for bad in _out_of_range(info.declarations[name]) + info.declarations[name].invalid_values():
         with pytest.raises(ValueError, match=pattern):
             info.factory(**{name: bad})
     wrong = WRONG_TYPES + (() if info.declarations[name].none_allowed else (None,))
@@ -149,7 +162,8 @@ def test_set_hyperparam_refuses_bad_values_by_name(info):
     state = info.factory(**info.example).init({"w": jnp.ones(3)})
     assert "learning_rate" in state.hyperparams
     for name in state.hyperparams:
-        for bad in (-1.0, math.nan, jnp.asarray(math.nan)):
+        minus_one = (-1.0,) if _out_of_range(info.declarations[name]) == OUT_OF_RANGE else ()
+        for bad in minus_one + (math.nan, jnp.asarray(math.nan)):
             with pytest.raises(ValueError, match=f"`{name}`"):
                 gx.set_hyperparam(state, name, bad)
         for bad in ("0.1", [0.1], None, True):

@@ -1,6 +1,7 @@
 """The seed optimizers, each a short chain of public transforms."""
 
 from gradtx.optimizers.adafactor import adafactor, relative_step_size
+from gradtx.optimizers.adafactor_torch import adafactor_torch
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
@@ -11,11 +12,13 @@ from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.optimizers.sparse_adam import sparse_adam
 
 __all__ = [
     "adabelief",
     "adadelta",
     "adafactor",
+    "adafactor_torch",
     "adagrad",
     "adam",
     "adamax",
@@ -34,5 +37,6 @@ __all__ = [
     "rprop",
     "sgd",
     "sign_sgd",
+    "sparse_adam",
     "yogi",
 ]
