@@ -104,6 +104,37 @@ def run_scan(opt: gx.GradientTransformation, params, grads_stacked):
     return traj
 
 
+def named_state(state, names):
+    """The state entries ``names`` (and the step count), for comparing with torch's state."""
+    return {name: gx.tree_get(state, name) for name in (*names, "count")}
+
+
+def run_steps_with_state(opt, params, grads, names):
+    """:func:`run_steps`, also returning the state entries ``names`` after each step
+    (stacked, leading axis = step)."""
+    state = opt.init(params)
+    traj, states = [], []
+    for g in grads:
+        updates, state = opt.update(g, state, params)
+        params = gx.apply_updates(params, updates)
+        traj.append(params)
+        states.append(named_state(state, names))
+    return stack(traj), stack(states)
+
+
+def run_scan_with_state(opt, params, grads_stacked, names):
+    """:func:`run_scan`, also returning the state entries ``names`` after each step."""
+
+    def step(carry, g):
+        params, state = carry
+        updates, state = opt.update(g, state, params)
+        params = gx.apply_updates(params, updates)
+        return (params, state), (params, named_state(state, names))
+
+    _, out = jax.lax.scan(step, (params, opt.init(params)), grads_stacked)
+    return out
+
+
 def stack(trees: Sequence[Any]):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 

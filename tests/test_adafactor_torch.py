@@ -156,33 +156,12 @@ def torch_reference(kwargs):
     return _torch_cached(tuple(sorted(kwargs.items())))
 
 
-def _state_of(state):
-    return {name: gx.tree_get(state, name) for name in (*STATE_NAMES, "count")}
-
-
 def run_steps(opt, params, grads):
-    """Eager: a Python loop of steps. Stacked parameters and state, leading axis = step."""
-    state = opt.init(params)
-    traj, states = [], []
-    for g in grads:
-        updates, state = opt.update(g, state, params)
-        params = gx.apply_updates(params, updates)
-        traj.append(params)
-        states.append(_state_of(state))
-    return helpers.stack(traj), helpers.stack(states)
+    return helpers.run_steps_with_state(opt, params, grads, STATE_NAMES)
 
 
 def run_scan(opt, params, grads_stacked):
-    """Compiled: ``lax.scan`` over stacked gradients; the same output as :func:`run_steps`."""
-
-    def step(carry, g):
-        params, state = carry
-        updates, state = opt.update(g, state, params)
-        params = gx.apply_updates(params, updates)
-        return (params, state), (params, _state_of(state))
-
-    _, out = jax.lax.scan(step, (params, opt.init(params)), grads_stacked)
-    return out
+    return helpers.run_scan_with_state(opt, params, grads_stacked, STATE_NAMES)
 
 
 def _close(got, want, message):
