@@ -40,6 +40,7 @@ from gradtx.optimizers import (
     is_hidden_matrix,
     lamb,
     lars,
+    lbfgs,
     lion,
     muon,
     muon_with_adamw,
@@ -53,6 +54,7 @@ from gradtx.optimizers import (
     sparse_adam,
     yogi,
 )
+from gradtx.optimizers.lbfgs import LbfgsRunState
 from gradtx.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -204,6 +206,8 @@ __all__ = [
     "join_schedules",
     "lamb",
     "lars",
+    "lbfgs",
+    "LbfgsRunState",
     "linear_schedule",
     "lion",
     "lookahead",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -172,7 +173,7 @@ def _param_group(group: _Group) -> dict[str, Any]:
     names = _torch_names(group.info)
     out: dict[str, Any] = {}
     for name, torch_name in names.items():
-        if torch_name in TORCH_PAIRS:
+        if name in TORCH_PAIRS.get(torch_name, ()):
             first, second = TORCH_PAIRS[torch_name]
             out[torch_name] = (values[first], values[second])
         else:
@@ -220,7 +221,7 @@ def _read_param_group(
     values = {}
     for name, torch_name in names.items():
         value = saved[torch_name]
-        if torch_name in TORCH_PAIRS:
+        if name in TORCH_PAIRS.get(torch_name, ()):
             value = value[TORCH_PAIRS[torch_name].index(name)]
         values[name] = value
     current = _current_values(group, count)
@@ -279,7 +280,7 @@ def _to_torch_value(value, param, as_tensor):
     return as_tensor(array)
 
 
-def _from_torch_value(value, param, key, index, path):
+def _from_torch_value(value, param, key, index, path, shape=None):
     try:
         # A copy: torch updates its state in place, and JAX may share a NumPy array's memory.
         array = np.asarray(value).copy()
@@ -288,11 +289,12 @@ def _from_torch_value(value, param, key, index, path):
             f"state[{index}][{key!r}] ({path}) cannot be read by NumPy ({error}); move it to "
             "the CPU and detach it first."
         ) from None
-    shape = np.shape(param)
-    if array.shape != shape:
+    expected = np.shape(param) if shape is None else tuple(shape)
+    if array.shape != expected:
+        needs = "" if expected == np.shape(param) else f", whose {key!r} has shape {expected}"
         raise ValueError(
             f"state[{index}][{key!r}] has shape {array.shape}, but parameter {index} ({path}) "
-            f"has shape {shape}: the state_dict is for other parameters."
+            f"has shape {np.shape(param)}{needs}: the state_dict is for other parameters."
         )
     if np.iscomplexobj(param):
         return np.stack([array.real, array.imag])
@@ -341,6 +343,8 @@ def to_torch_state_dict(
         ValueError: the optimizer has no torch equivalent, or a multi_transform mixes several.
     """
     as_tensor = as_tensor or _default_as_tensor()
+    if _is_lbfgs(state):
+        return _lbfgs_to_torch(tx, params, state, as_tensor)
     param_leaves = jax.tree_util.tree_leaves(params)
     groups = _groups(tx, params, state)
     out_state: dict[int, dict[str, Any]] = {}
@@ -363,6 +367,8 @@ def to_torch_state_dict(
             for torch_key, entry in entries.items():
                 if torch_key == "step":
                     per_param["step"] = as_tensor(np.asarray(float(count)))
+                    continue
+                if not group.info.torch_state_kept(torch_key, np.shape(param)):
                     continue
                 values = _per_leaf(entry, params_here)
                 value = entry if values is None else values[k]
@@ -434,6 +440,8 @@ def from_torch_state_dict(
             with, or a learning rate its schedule does not give at this step.
     """
     template = tx.init(params)
+    if _is_lbfgs(template):
+        return _lbfgs_from_torch(tx, params, template, state_dict, step)
     param_leaves = jax.tree_util.tree_leaves(params)
     paths = [_tree.path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     groups = _groups(tx, params, template)
@@ -531,12 +539,19 @@ def _read_group_state(group, params, param_leaves, paths, ids, per_param, count,
             continue
         if not started:
             continue
-        if not all(has):
-            missing = [i for i, h in zip(ids, has, strict=True) if not h][0]
-            raise ValueError(
-                f"state[{missing}] lacks {torch_key!r}, which this optimizer{group.where} "
-                "keeps: was the torch optimizer built with other arguments?"
-            )
+        kept = [group.info.torch_state_kept(torch_key, np.shape(param_leaves[leaf]))
+                for leaf in group.leaves]
+        for i, h, k in zip(ids, has, kept, strict=True):
+            if k and not h:
+                raise ValueError(
+                    f"state[{i}] lacks {torch_key!r}, which this optimizer{group.where} "
+                    "keeps: was the torch optimizer built with other arguments?"
+                )
+            if h and not k:
+                raise ValueError(
+                    f"state[{i}] has {torch_key!r}, which {group.torch_name} does not keep "
+                    "for a parameter of its shape: the state_dict is for other parameters."
+                )
         leaves = _per_leaf(entry, params_here)
         if leaves is None:  # one scalar in gradtx, one copy per parameter in torch
             values = {float(np.asarray(e[torch_key])) for e in per_param}
@@ -547,11 +562,16 @@ def _read_group_state(group, params, param_leaves, paths, ids, per_param, count,
                 )
             replacements[name] = jnp.asarray(values.pop(), dtype=entry.dtype)
             continue
-        arrays = iter(
-            _from_torch_value(e[torch_key], param_leaves[leaf], torch_key, i, paths[leaf])
-            for e, i, leaf in zip(per_param, ids, group.leaves, strict=True)
-        )
         flat, treedef = jax.tree_util.tree_flatten(entry, is_leaf=_tree.is_none)
+        templates = [x for x in flat if x is not None]  # this group's leaves, in order
+        arrays = iter(
+            _from_torch_value(
+                e[torch_key], param_leaves[leaf], torch_key, i, paths[leaf],
+                None if np.iscomplexobj(param_leaves[leaf]) else np.shape(t),
+            ) if k else t
+            for e, i, leaf, k, t in zip(per_param, ids, group.leaves, kept, templates,
+                                        strict=True)
+        )
         new = [None if x is None else jnp.asarray(next(arrays), dtype=x.dtype) for x in flat]
         replacements[name] = treedef.unflatten(new)
     hyperparams = dict(state.hyperparams)
@@ -565,3 +585,131 @@ def _read_group_state(group, params, param_leaves, paths, ids, per_param, count,
         count=jnp.asarray(count, dtype=state.count.dtype), hyperparams=hyperparams
     )
     return tree_set(state, replacements) if replacements else state
+
+
+# --------------------------------------------------------------------------------------------
+# LBFGS: one state for all parameters, kept by torch under the first parameter
+
+
+_LBFGS_ARGS = {"learning_rate": "lr", "max_iter": "max_iter", "max_eval": "max_eval",
+               "tolerance_grad": "tolerance_grad", "tolerance_change": "tolerance_change",
+               "history_size": "history_size", "line_search_fn": "line_search_fn"}
+
+
+def _is_lbfgs(state) -> bool:
+    from gradtx.optimizers.lbfgs import lbfgs
+
+    injection = getattr(type(state), "_injection", None)
+    return injection is not None and injection.factory is lbfgs._injection.factory
+
+
+def _lbfgs_values(tx, state, count=None) -> dict[str, Any]:
+    # What _current_values reads of a group.
+    group = types.SimpleNamespace(state=state, static=dict(type(state)._static), tx=tx)
+    values = _current_values(group, count)
+    if values["max_eval"] is None:  # torch stores the value it derives
+        values["max_eval"] = values["max_iter"] * 5 // 4
+    return values
+
+
+def _lbfgs_to_torch(tx, params, state, as_tensor) -> dict[str, Any]:
+    from gradtx.optimizers.lbfgs import _find_run_state, history_as_lists
+
+    values = _lbfgs_values(tx, state)
+    group = {torch: values[name] for name, torch in _LBFGS_ARGS.items()}
+    group["params"] = list(range(len(jax.tree_util.tree_leaves(params))))
+    out: dict[int, dict[str, Any]] = {}
+    run = _find_run_state(state)
+    if int(state.count) > 0:
+        entry: dict[str, Any] = {"func_evals": int(run.func_evals), "n_iter": int(run.n_iter)}
+        if int(run.n_iter) > 0:
+            dirs, stps, ro = history_as_lists(state)
+            entry.update(
+                d=as_tensor(np.asarray(run.d)),
+                t=float(run.t),
+                old_dirs=[as_tensor(row) for row in dirs],
+                old_stps=[as_tensor(row) for row in stps],
+                ro=[as_tensor(np.asarray(x)) for x in ro],
+                H_diag=as_tensor(np.asarray(run.h_diag)),
+                prev_flat_grad=as_tensor(np.asarray(run.prev_flat_grad)),
+                prev_loss=float(run.prev_loss),
+            )
+        out[0] = entry
+    return {"state": out, "param_groups": [group]}
+
+
+def _lbfgs_from_torch(tx, params, template, state_dict, step) -> OptState:
+    from gradtx.optimizers.lbfgs import _find_run_state, state_with_history
+
+    groups = list(state_dict["param_groups"])
+    if len(groups) != 1:
+        raise ValueError(f"torch.optim.LBFGS has one param group; the state_dict has "
+                         f"{len(groups)}.")
+    saved = groups[0]
+    expected = set(_LBFGS_ARGS.values())
+    unknown, missing = sorted(set(saved) - expected - _TORCH_ONLY), sorted(expected - set(saved))
+    if unknown or missing:
+        raise ValueError(
+            "the state_dict is not one of torch.optim.LBFGS: param_groups[0] "
+            + (f"has {unknown}" if unknown else "") + (" and " if unknown and missing else "")
+            + (f"lacks {missing}" if missing else "") + "."
+        )
+    n = len(jax.tree_util.tree_leaves(params))
+    ids = list(saved["params"])
+    if len(ids) != n:
+        raise ValueError(f"param_groups[0] has {len(ids)} parameters; lbfgs here has {n}.")
+    entry = dict(state_dict["state"].get(ids[0], {})) if ids else {}
+    others = [i for i in ids[1:] if state_dict["state"].get(i)]
+    if others:
+        raise ValueError(f"state[{others[0]}] is not empty: torch.optim.LBFGS keeps its state "
+                         "under its first parameter only.")
+    count = (step if step is not None else 1) if entry else (step or 0)
+    values = _lbfgs_values(tx, template, count)
+    live = set(template.hyperparams) - set(getattr(tx.update, "_gradtx_schedules", {}))
+    hyperparams = dict(template.hyperparams)
+    for name, torch_name in _LBFGS_ARGS.items():
+        value = saved[torch_name]
+        if name in live:
+            hyperparams[name] = jnp.asarray(value, dtype=hyperparams[name].dtype)
+        elif not _same_value(value, values[name]):
+            raise ValueError(
+                f"param_groups[0][{torch_name!r}] gives {name}={value!r}, but this lbfgs has "
+                f"{name}={values[name]!r}. Build the gradtx optimizer with the torch "
+                "optimizer's arguments."
+            )
+    run = _find_run_state(template)
+    new = run
+    if entry:
+        new = new._replace(func_evals=jnp.asarray(int(entry["func_evals"]), jnp.int32),
+                           n_iter=jnp.asarray(int(entry["n_iter"]), jnp.int32))
+    if "d" in entry:
+        size = run.d.shape[0]
+        flat = {}
+        for key in ("d", "prev_flat_grad"):
+            array = np.asarray(entry[key]).copy()
+            if array.shape != (size,):
+                raise ValueError(
+                    f"state[{ids[0]}][{key!r}] has shape {array.shape}, but these parameters "
+                    f"flatten to ({size},): the state_dict is for other parameters."
+                )
+            flat[key] = jnp.asarray(array, run.d.dtype)
+        new = new._replace(
+            d=flat["d"], prev_flat_grad=flat["prev_flat_grad"],
+            t=jnp.asarray(float(np.asarray(entry["t"])), run.t.dtype),
+            h_diag=jnp.asarray(float(np.asarray(entry["H_diag"])), run.h_diag.dtype),
+            prev_loss=jnp.asarray(float(np.asarray(entry["prev_loss"])), run.prev_loss.dtype),
+        )
+    state = jax.tree_util.tree_map(lambda x: new if x is run else x, template,
+                                   is_leaf=lambda x: x is run)
+    if "d" in entry:
+        def rows(key):
+            items = [np.asarray(x).copy() for x in entry[key]]
+            return np.stack(items) if items else np.zeros((0, run.d.shape[0]))
+
+        for key in ("old_dirs", "old_stps"):
+            if len(entry[key]) and rows(key).shape[1:] != run.d.shape:
+                raise ValueError(f"state[{ids[0]}][{key!r}] holds vectors of another size "
+                                 "than these parameters flatten to.")
+        state = state_with_history(state, rows("old_dirs"), rows("old_stps"),
+                                   np.asarray([float(np.asarray(x)) for x in entry["ro"]]))
+    return state._replace(count=jnp.asarray(count, state.count.dtype), hyperparams=hyperparams)

@@ -14,5 +14,7 @@ def torch_float64():
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
+    # One thread: the tensors are tiny, and the test workers already use every core.
+    torch.set_num_threads(1)
     yield torch
     torch.set_default_dtype(previous)

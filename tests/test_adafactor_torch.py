@@ -314,7 +314,7 @@ def test_the_clipping_and_the_floors_act(beta2_decay):
     floored = np.isclose(ratios, 1.0, rtol=1e-9, atol=0)
     assert floored.sum() >= 10 and (ratios < 0.99).sum() >= 10
     # The default eps1: at step 2 (tiny gradients after a zero step) the row statistics'
-    # mean is below 2.2e-16, so it is floored and U is far from its unfloored value.
+    # mean is below 2.2e-16, so the estimate's denominator is the floor.
     row = scale_by_factored_variance(beta2_decay)
     state = row.init(_params())
     for g in GRADS_JAX[:2]:

@@ -26,9 +26,11 @@ MESHES = [f"{layout}/{axes}" for layout in ("data8", "data4_model2")
           for axes in ("Auto", "Explicit")]
 ONE_AXIS = ["data8/Auto", "data8/Explicit"]
 NAMES = [info.name for info in OPTIMIZERS]
-# These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means);
-# every other registry entry works elementwise.
-LAYERWISE = ("lamb", "lars", "adafactor")
+# These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means) or
+# each row (SparseAdam's test of which rows are present); every other registry entry works
+# elementwise.
+FACTORED = ("adafactor", "adafactor_torch")
+LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam")
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
 # reductions split over devices add in another order (measured: at most 8e-7).
@@ -76,8 +78,8 @@ def test_init_keeps_parameter_sharding(results, name, mesh, mode):
     report = results["meshes"][mesh][name][mode]
     assert report["checked"] >= 2  # every entry keeps per-parameter state for some leaves
     assert report["mismatched"] == []
-    # Only Adafactor keeps non-scalar state of other shapes (its factored statistics).
-    assert not report["other"] or name == "adafactor"
+    # Only the Adafactors keep non-scalar state of other shapes (their factored statistics).
+    assert not report["other"] or name in FACTORED
 
 
 def test_both_axis_kinds_and_meshes_step_every_optimizer(results):
@@ -107,10 +109,20 @@ def test_trust_ratio_step_all_reduces_scalars_only(results, name, mesh):
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
-def test_adafactor_step_moves_statistics_not_parameters(results, mesh):
-    found = communication(results["meshes"][mesh]["adafactor"])
+@pytest.mark.parametrize("name", FACTORED)
+def test_adafactor_step_moves_statistics_not_parameters(results, name, mesh):
+    found = communication(results["meshes"][mesh][name])
     assert set(found) <= {"all-reduce", "all-gather"}
     assert found
+    assert all(rank <= 1 for types in found.values() for t in types for rank in ndims(t))
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_sparse_adam_step_moves_row_flags_not_parameters(results, mesh):
+    """Which rows are present is a reduction along each row: only row-sized (or smaller)
+    values cross devices, and none where rows are whole on each device."""
+    found = communication(results["meshes"][mesh]["sparse_adam"])
+    assert set(found) <= {"all-reduce", "all-gather"}
     assert all(rank <= 1 for types in found.values() for t in types for rank in ndims(t))
 
 

@@ -353,19 +353,13 @@ class TorchOnlyTable(SphinxDirective):
 
 # torch.optim classes whose gradtx form is not a registry entry: name -> (gradtx, status).
 TORCH_CLASSES_ELSEWHERE: dict[str, tuple[str, str]] = {
-    "SparseAdam": (
-        "{func}`gx.sparse_adam <gradtx.sparse_adam>` (an all-zero gradient row is an absent "
-        "row)",
-        "equal step for step to torch fed an `nn.Embedding(sparse=True)`'s gradients (float64, "
-        "rtol 1e-9, every argument; `tests/test_sparse_adam.py`); not yet in the registry",
+    "LBFGS": (
+        "{func}`gx.lbfgs <gradtx.lbfgs>`: `update(grads, state, params, value=loss, "
+        "value_and_grad_fn=f)` is one `step(closure)`",
+        "equal step for step on Rosenbrock, an ill-conditioned quadratic and an MLP, every "
+        "max_iter/history_size/line search (float64, rtol 1e-9 but for ten chaotic or "
+        "cancelling configurations, 1e-8 to 1e-5, listed in `tests/test_lbfgs.py`); jit-safe",
     ),
-    "Adafactor": (
-        "{func}`gx.adafactor_torch <gradtx.adafactor_torch>` (torch's variant; "
-        "{func}`gx.adafactor <gradtx.adafactor>` is the paper's)",
-        "equal step for step (float64, rtol 1e-9, every argument; "
-        "`tests/test_adafactor_torch.py`); not yet in the registry",
-    ),
-    "LBFGS": ("none yet", "in progress (issue 11)"),
     "Muon": (
         "{func}`gx.muon <gradtx.muon>`; the usual recipe (Muon on hidden matrices, AdamW on "
         "the rest): {func}`gx.muon_with_adamw <gradtx.muon_with_adamw>`",

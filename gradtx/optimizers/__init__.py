@@ -7,6 +7,7 @@ from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
+from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.muon import is_hidden_matrix, muon, muon_with_adamw
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
@@ -26,6 +27,7 @@ __all__ = [
     "asgd",
     "lamb",
     "lars",
+    "lbfgs",
     "is_hidden_matrix",
     "lion",
     "muon",

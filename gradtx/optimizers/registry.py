@@ -22,6 +22,7 @@ from gradtx.hyperparams.declarations import (
 )
 from gradtx.optimizers._common import LEARNING_RATE, optimizer
 from gradtx.optimizers.adafactor import adafactor
+from gradtx.optimizers.adafactor_torch import adafactor_torch
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
@@ -31,6 +32,7 @@ from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.wrappers.averaging import with_param_average
 from gradtx.wrappers.lookahead import lookahead
 
@@ -60,6 +62,9 @@ class OptimizerInfo:
             max) are listed too.
         torch_group: constant entries of torch's param groups that are not arguments here
             (Adam's ``decoupled_weight_decay``): written on export, checked on import.
+        torch_state_kept: ``(torch key, parameter shape) -> bool``, whether torch keeps that
+            key for a parameter of that shape (Adafactor: ``row_var``/``col_var`` for
+            matrices, ``variance`` otherwise); by default every key for every parameter.
     """
 
     name: str
@@ -73,6 +78,7 @@ class OptimizerInfo:
     constraint: Callable[[Mapping[str, Any]], bool] = lambda kwargs: True
     torch_state: Mapping[str, str] = dataclasses.field(default_factory=dict)
     torch_group: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    torch_state_kept: Callable[[str, tuple[int, ...]], bool] = lambda key, shape: True
 
     @property
     def declarations(self) -> Mapping[str, Hyperparam]:
@@ -115,6 +121,7 @@ TORCH_PAIRS = {
     "betas": ("b1", "b2"),
     "etas": ("eta_minus", "eta_plus"),
     "step_sizes": ("min_step_size", "max_step_size"),
+    "eps": ("eps1", "eps2"),
 }
 
 
@@ -398,6 +405,44 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             "maximize": [False, True],
         },
         example={"learning_rate": 0.01},
+    ),
+    OptimizerInfo(
+        name="sparse_adam",
+        factory=sparse_adam,
+        torch_class="SparseAdam",
+        torch_names={"learning_rate": "lr"},
+        torch_state={"step": "count", "exp_avg": "mu", "exp_avg_sq": "nu"},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [1e-8, 0.1],
+            "maximize": [False, True],
+        },
+        example={"learning_rate": 0.05},
+    ),
+    OptimizerInfo(
+        name="adafactor_torch",
+        factory=adafactor_torch,
+        torch_class="Adafactor",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [1e-3, 1e-2, 0.1],
+            "beta2_decay": [-0.8, -0.5],
+            "eps1": [1e-30, 1e-3],
+            "eps2": [1e-3, 0.1],
+            "d": [1.0, 1.5],
+            "weight_decay": [0.0, 0.1],
+            "maximize": [False, True],
+        },
+        example={"learning_rate": 0.05},
+        torch_state={"step": "count", "row_var": "row_var", "col_var": "col_var",
+                     "variance": "variance"},
+        # torch keeps row_var and col_var for parameters of 2 or more dims, variance for the
+        # others; gradtx holds (1,) placeholders in the slots torch has no key for.
+        torch_state_kept=lambda key, shape: (
+            key not in ("row_var", "col_var", "variance") or (key == "variance") == (len(shape) < 2)
+        ),
     ),
     # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
     # checks them against NumPy implementations of their papers over this grid.
