@@ -87,11 +87,8 @@ def test_every_argument_is_declared_and_checked_below(info):
         assert info.declarations[name].kind in ("number", "switch", "dtype", "int"), name
 
 
-OUT_OF_RANGE = (-1.0, -1, math.nan, np.float64(-1.0), jnp.asarray(-1.0), jnp.asarray(math.nan),
-                np.asarray([0.1, -1.0]))
 MINUS_ONE = (-1.0, -1, np.float64(-1.0), jnp.asarray(-1.0))
-
-
+OUT_OF_RANGE = (*MINUS_ONE, math.nan, jnp.asarray(math.nan), np.asarray([0.1, -1.0]))
 def _out_of_range(declaration) -> tuple:
     """OUT_OF_RANGE without the -1s where the declaration accepts -1 (torch's Adafactor's
     ``beta2_decay`` is at most 0)."""
@@ -449,7 +446,13 @@ def _complex_configs(info):
     return [c for c in (dict(info.example), loaded) if info.constraint(c)]
 
 
-@pytest.mark.parametrize("info", registry.with_torch_equivalent(), **BY_NAME)
+# These refuse complex parameters (torch's SparseAdam and Adafactor do too).
+REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam")
+
+
+@pytest.mark.parametrize(
+    "info", [i for i in registry.with_torch_equivalent() if i.name not in REAL_ONLY], **BY_NAME
+)
 def test_complex_parameters_match_torch(info, torch_float64):
     params = _complex_params()
     grads = _complex_grads(params, 12)
@@ -471,7 +474,7 @@ def _stacked(tree):
 
 
 @pytest.mark.parametrize(
-    "info", [i for i in OPTIMIZERS if i.torch_class is None and i.name != "adafactor"],
+    "info", [i for i in OPTIMIZERS if i.torch_class is None and i.name not in REAL_ONLY],
     **BY_NAME,
 )
 def test_complex_parameters_are_pairs_of_reals(info):
@@ -497,20 +500,20 @@ def test_complex_parameters_are_pairs_of_reals(info):
         np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
 
 
-def test_adafactor_refuses_complex_parameters_by_path():
-    opt = gx.adafactor(**registry.get("adafactor").example)
+@pytest.mark.parametrize("name", REAL_ONLY)
+def test_real_only_optimizers_refuse_complex_parameters_by_path(name):
+    info = registry.get(name)
+    opt = info.factory(**info.example)
     params = {**_params(), "z": jnp.ones((2, 2), jnp.complex64)}
-    with pytest.raises(TypeError, match=r"adafactor.*\['z'\]"):
+    with pytest.raises(TypeError, match=rf"{name} does not support.*\['z'\]"):
         opt.init(params)
     real = _params()
     with pytest.raises(TypeError, match=W):
         opt.update(_with_w(real, real["layer"]["w"].astype(jnp.complex128)), opt.init(real))
 
 
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
+@pytest.mark.parametrize("info", [i for i in OPTIMIZERS if i.name not in REAL_ONLY], **BY_NAME)
 def test_a_real_gradient_for_a_complex_parameter_names_the_path(info):
-    if info.name == "adafactor":
-        return  # refuses complex parameters outright (above)
     params = _complex_params()
     opt = info.factory(**info.example)
     grads = _complex_grads(params, 1)[0]

@@ -54,6 +54,13 @@ def ndims(result_type: str) -> list[int]:
             for dims in re.findall(r"\w+\[([^\]]*)\]", result_type)]
 
 
+def vector_like(result_type: str) -> bool:
+    """Whether every array in an HLO result type has at most one dimension longer than 1
+    (torch's Adafactor keeps its statistics as (n, 1) and (1, m): vectors all the same)."""
+    return all(sum(int(d) > 1 for d in dims.split(",") if d) <= 1
+               for dims in re.findall(r"\w+\[([^\]]*)\]", result_type))
+
+
 def communication(entry: dict) -> dict[str, list[str]]:
     return {kind: types for kind, types in entry["collectives"].items() if types}
 
@@ -114,7 +121,7 @@ def test_adafactor_step_moves_statistics_not_parameters(results, name, mesh):
     found = communication(results["meshes"][mesh][name])
     assert set(found) <= {"all-reduce", "all-gather"}
     assert found
-    assert all(rank <= 1 for types in found.values() for t in types for rank in ndims(t))
+    assert all(vector_like(t) for types in found.values() for t in types)
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
