@@ -14,7 +14,16 @@ def torch_float64():
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
-    # One thread: the tensors are tiny, and the test workers already use every core.
-    torch.set_num_threads(1)
     yield torch
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_on_one_thread():
+    """torch on one thread: the references' tensors are tiny, the test workers already use
+    every core, and torch's worker threads contending with XLA's made small (sparse) ops ten
+    times slower."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield

@@ -109,30 +109,41 @@ def named_state(state, names):
     return {name: gx.tree_get(state, name) for name in (*names, "count")}
 
 
-def run_steps_with_state(opt, params, grads, names):
-    """:func:`run_steps`, also returning the state entries ``names`` after each step
-    (stacked, leading axis = step)."""
+def _recorder(record):
+    return record if callable(record) else (lambda state: named_state(state, record))
+
+
+def run_steps_with_state(opt, params, grads, record):
+    """:func:`run_steps`, also returning what ``record(state)`` gives after each step (or
+    the state entries named in ``record``), stacked with the leading axis = step."""
+    record = _recorder(record)
     state = opt.init(params)
     traj, states = [], []
     for g in grads:
         updates, state = opt.update(g, state, params)
         params = gx.apply_updates(params, updates)
         traj.append(params)
-        states.append(named_state(state, names))
+        states.append(record(state))
     return stack(traj), stack(states)
 
 
-def run_scan_with_state(opt, params, grads_stacked, names):
-    """:func:`run_scan`, also returning the state entries ``names`` after each step."""
+def run_scan_with_state(opt, params, grads_stacked, record):
+    """:func:`run_scan`, also returning ``record(state)`` (or the named entries) per step."""
+    record = _recorder(record)
 
     def step(carry, g):
         params, state = carry
         updates, state = opt.update(g, state, params)
         params = gx.apply_updates(params, updates)
-        return (params, state), (params, named_state(state, names))
+        return (params, state), (params, record(state))
 
     _, out = jax.lax.scan(step, (params, opt.init(params)), grads_stacked)
     return out
+
+
+def np_stack(trees):
+    """Stacked with NumPy (jnp.stack would compile a program per shape)."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
 
 
 def stack(trees: Sequence[Any]):

@@ -141,28 +141,12 @@ def _state_of(name, state):
 
 
 def run_steps(name, opt, params, grads):
-    """Eager: a Python loop of steps. Stacked parameters and state, leading axis = step."""
-    state = opt.init(params)
-    traj, states = [], []
-    for g in grads:
-        updates, state = opt.update(g, state, params)
-        params = gx.apply_updates(params, updates)
-        traj.append(params)
-        states.append(_state_of(name, state))
-    return helpers.stack(traj), helpers.stack(states)
+    return helpers.run_steps_with_state(opt, params, grads, functools.partial(_state_of, name))
 
 
 def run_scan(name, opt, params, grads_stacked):
-    """Compiled: ``lax.scan`` over stacked gradients; the same output as :func:`run_steps`."""
-
-    def step(carry, g):
-        params, state = carry
-        updates, state = opt.update(g, state, params)
-        params = gx.apply_updates(params, updates)
-        return (params, state), (params, _state_of(name, state))
-
-    _, out = jax.lax.scan(step, (params, opt.init(params)), grads_stacked)
-    return out
+    return helpers.run_scan_with_state(opt, params, grads_stacked,
+                                       functools.partial(_state_of, name))
 
 
 def _close(got, want, message):

@@ -115,24 +115,7 @@ def torch_run(torch, kwargs, *, dense_to_sparse=False):
         states.append({ours: {k: _numpy(opt.state[w][theirs]) for k, w in weights.items()}
                        for ours, theirs in STATE_NAMES.items()})
         counts.append({k: opt.state[w]["step"] for k, w in weights.items()})
-    return _np_stack(traj), _np_stack(states), _np_stack(counts), grads
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """torch on one thread: its small (sparse) ops otherwise wait on worker threads that
-    contend with XLA's for the cores, which made the torch references ten times slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _np_stack(trees):
-    """Stacked with NumPy (jnp.stack would compile a program per shape)."""
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
+    return helpers.np_stack(traj), helpers.np_stack(states), helpers.np_stack(counts), grads
 
 
 @functools.cache
