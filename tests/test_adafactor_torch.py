@@ -148,16 +148,7 @@ def run_scan(opt, params, grads_stacked):
 
 
 def _close(got, want, message):
-    """Every step at once (leading axis = step); a failure names its first step."""
-    got, want = np.asarray(got), np.asarray(want)
-    flat = np.abs(want).reshape(len(want), -1)
-    atol = ATOL_SCALE * np.maximum(1.0, flat.max(axis=1, initial=0.0))
-    atol = atol.reshape((-1,) + (1,) * (want.ndim - 1))
-    ok = (np.abs(got - want) <= RTOL * np.abs(want) + atol) | (np.isnan(got) & np.isnan(want))
-    if not ok.all():
-        t = int(np.argmin(ok.reshape(len(ok), -1).all(axis=1)))
-        np.testing.assert_allclose(got[t], want[t], rtol=RTOL, atol=float(atol[t].max()),
-                                   err_msg=f"step {t + 1}, {message}")
+    helpers.assert_close_per_step(got, want, message, RTOL, ATOL_SCALE)
 
 
 def assert_matches(expected, ours, kwargs, index=None):
