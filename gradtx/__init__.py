@@ -134,6 +134,7 @@ from gradtx.transforms.root_scaling import (
 from gradtx.transforms.rprop import RpropState, scale_by_rprop
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
+from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
@@ -269,6 +270,7 @@ __all__ = [
     "scale_by_rprop",
     "scale_by_rss",
     "scale_by_sign",
+    "scale_by_sparse_adam",
     "scale_by_trust_ratio",
     "scale_by_yogi",
     "Schedule",
@@ -279,6 +281,7 @@ __all__ = [
     "sgd",
     "sign_sgd",
     "sparse_adam",
+    "SparseAdamState",
     "state_nbytes",
     "stateless",
     "step_schedule",

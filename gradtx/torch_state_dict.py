@@ -53,6 +53,11 @@ class _Group:
                 f"the torch state_dict bridge reads gradtx optimizers (gx.adam, gx.sgd, ...) "
                 f"and multi_transforms of them; got a {type(state).__name__}{where}."
             )
+        if _is_lbfgs(state):
+            raise ValueError(
+                "torch.optim.LBFGS has one param group: pass gx.lbfgs itself, not a "
+                "multi_transform of it."
+            )
         factory = type(state)._injection.factory
         matches = [
             info for info in registry.OPTIMIZERS

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 import gradtx as gx
-from gradtx.optimizers.sparse_adam import present_rows, scale_by_sparse_adam, sparse_adam
+from gradtx.optimizers.sparse_adam import sparse_adam
+from gradtx.transforms.sparse_rows import present_rows, scale_by_sparse_adam
 from tests import helpers
 
 RTOL = 1e-9

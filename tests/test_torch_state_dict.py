@@ -342,3 +342,10 @@ def test_optimizers_it_does_not_carry_raise(monkeypatch):
     tx = gx.adam()
     with pytest.raises(ValueError, match="does not carry adam's state"):
         gx.to_torch_state_dict(tx, params, tx.init(params))
+
+
+def test_lbfgs_in_param_groups_is_refused():
+    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+    tx = gx.multi_transform({"a": gx.lbfgs(max_iter=1)}, {k: "a" for k in PARAMS})
+    with pytest.raises(ValueError, match="LBFGS has one param group"):
+        gx.to_torch_state_dict(tx, params, tx.init(params))
