@@ -121,6 +121,28 @@ UNIT_INTERVAL = Hyperparam(low=0.0, high=1.0, high_closed=False)
 CLOSED_UNIT_INTERVAL = Hyperparam(low=0.0, high=1.0)
 """A number in [0, 1]: dampening, interpolation weights."""
 WEIGHT_DECAY = NON_NEGATIVE.omitted_when_zero()
+@dataclasses.dataclass(frozen=True)
+class FixedArgument(Hyperparam):
+    """A fixed (build-time) argument that a function checks: a tuple of coefficients, a choice
+    among strings, a bounded int (``kind="int"``). Like every declaration it refuses values by
+    name (``check``, which returns the value in normal form), describes itself for the docs
+    (``describe``) and lists values it refuses (``invalid_values``)."""
+
+    kind: str = "fixed"
+    checker: Callable[[str, Any], Any] | None = None
+    text: str = ""
+    refused: tuple = ()
+
+    def check(self, name: str, value):
+        return self.checker(name, value)
+
+    def describe(self) -> str:
+        return self.text
+
+    def invalid_values(self) -> tuple:
+        return self.refused
+
+
 SWITCH = Hyperparam(kind=_SWITCH)
 STATE_DTYPE = Hyperparam(kind=_DTYPE)
 PERIOD = Hyperparam(kind=_INT)

@@ -4,7 +4,6 @@ its closure."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -14,7 +13,7 @@ import numpy as np
 from gradtx import live
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams.declarations import NON_NEGATIVE, PERIOD, Hyperparam
+from gradtx.hyperparams.declarations import NON_NEGATIVE, PERIOD, FixedArgument
 from gradtx.optimizers import leaf_kinds
 from gradtx.optimizers._common import LEARNING_RATE, optimizer
 from gradtx.transforms import line_search
@@ -25,30 +24,21 @@ CURVATURE_THRESHOLD = 1e-10
 LINE_SEARCHES = ("strong_wolfe",)
 
 
-@dataclasses.dataclass(frozen=True)
-class Choice(Hyperparam):
-    """A fixed argument that takes one of a few strings (or None when ``none_allowed``):
-    anything else raises ``ValueError`` naming the argument."""
-
-    kind: str = "choice"
-    choices: tuple[str, ...] = ()
-
-    def check(self, name: str, value):
-        if value is None and self.none_allowed:
-            return None
-        if isinstance(value, str) and value in self.choices:
-            return value
-        allowed = [*self.choices, *(["None"] if self.none_allowed else [])]
-        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
-
-    def describe(self) -> str:
-        return " or ".join([repr(c) for c in self.choices] + ["None"] * self.none_allowed)
-
-    def invalid_values(self) -> tuple:
-        return ("not_a_" + (self.choices[0] if self.choices else "choice"),)
+def _check_line_search_fn(name: str, value) -> str | None:
+    """None or one of :data:`LINE_SEARCHES`; anything else raises ``ValueError`` naming the
+    argument."""
+    if value is None or (isinstance(value, str) and value in LINE_SEARCHES):
+        return value
+    allowed = [*LINE_SEARCHES, "None"]
+    raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
 
 
-LINE_SEARCH_FN = Choice(choices=LINE_SEARCHES, none_allowed=True)
+LINE_SEARCH_FN = FixedArgument(
+    checker=_check_line_search_fn,
+    text=" or ".join([repr(c) for c in LINE_SEARCHES] + ["None"]),
+    refused=("not_a_strong_wolfe",),
+    none_allowed=True,
+)
 
 
 class LbfgsRunState(NamedTuple):

@@ -3,7 +3,6 @@ the usual recipe that trains every other parameter with AdamW."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +12,12 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from gradtx.core import EmptyState, GradientTransformation, PyTree, ScalarOrSchedule
-from gradtx.hyperparams.declarations import STATE_DTYPE, SWITCH, WEIGHT_DECAY, Hyperparam
+from gradtx.hyperparams.declarations import (
+    STATE_DTYPE,
+    SWITCH,
+    WEIGHT_DECAY,
+    FixedArgument,
+)
 from gradtx.optimizers._common import (
     BETA,
     EPS,
@@ -34,28 +38,6 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.wrappers.masking import multi_transform
 
 # -- declarations of Muon's fixed arguments -----------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class FixedArgument(Hyperparam):
-    """A fixed (build-time) argument checked by its own function: a tuple of coefficients, a
-    choice among strings, a bounded int. Like every declaration it refuses values by name
-    (``check``), describes itself for the docs (``describe``) and lists values it refuses
-    (``invalid_values``)."""
-
-    kind: str = "fixed"
-    checker: Callable[[str, Any], Any] | None = None
-    text: str = ""
-    refused: tuple = ()
-
-    def check(self, name: str, value):
-        return self.checker(name, value)
-
-    def describe(self) -> str:
-        return self.text
-
-    def invalid_values(self) -> tuple:
-        return self.refused
 
 
 NS_COEFFICIENTS = FixedArgument(
