@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from gradtx.core import EmptyState, GradientTransformation, PyTree, ScalarOrSchedule
+from gradtx.core import GradientTransformation, PyTree, ScalarOrSchedule
 from gradtx.hyperparams.declarations import (
     STATE_DTYPE,
     SWITCH,
@@ -62,22 +62,6 @@ _NOT_A_MATRIX_HINT = (
     "muon_with_adamw(...) sends hidden matrices to Muon and the rest to AdamW (or build "
     "your own split with gradtx.multi_transform)."
 )
-
-
-def _matrices_only() -> GradientTransformation:
-    """Refuses, at ``init`` and ``update``, any leaf that is not a matrix, naming its path and
-    pointing at the recipe."""
-
-    def init(params):
-        _ortho.check_matrices(params, "muon", _NOT_A_MATRIX_HINT)
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _ortho.check_matrices(updates, "muon", _NOT_A_MATRIX_HINT)
-        return updates, state
-
-    return GradientTransformation(init, update)
 
 
 @optimizer(
@@ -186,7 +170,7 @@ def muon(
         [0.1, -0.025]
     """
     return optimizer_chain(
-        _matrices_only(),
+        _ortho.matrices_only("muon", _NOT_A_MATRIX_HINT),
         scale_by_muon_momentum(momentum, nesterov),
         orthogonalize_by_newton_schulz(ns_coefficients, eps, ns_steps, dtype=ns_dtype),
         adjust_muon_learning_rate(adjust_lr_fn),

@@ -122,6 +122,32 @@ def check_matrices(tree: PyTree, who: str, hint: str = "") -> None:
             )
 
 
+def _per_matrix(
+    who: str, fn: Callable[[jax.Array], jax.Array] | None = None, hint: str = ""
+) -> GradientTransformation:
+    """A stateless transformation that refuses any leaf that is not a matrix (at ``init`` and
+    ``update``, naming its path, ``who`` and ``hint``) and maps ``fn`` over the update
+    matrices (passes them through when ``fn`` is None)."""
+
+    def init(params):
+        check_matrices(params, who, hint)
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        check_matrices(updates, who, hint)
+        return (updates if fn is None else jax.tree_util.tree_map(fn, updates)), state
+
+    return GradientTransformation(init, update)
+
+
+def matrices_only(who: str, hint: str = "") -> GradientTransformation:
+    """Passes updates through unchanged after checking that every leaf is a matrix: the
+    first step of an optimizer defined on matrices only, so that its error names the
+    optimizer (``who``) and says what to do instead (``hint``)."""
+    return _per_matrix(who, None, hint)
+
+
 # -- Newton-Schulz ------------------------------------------------------------------------------
 
 
@@ -249,22 +275,10 @@ def orthogonalize_by_newton_schulz(
     steps = check_ns_steps("ns_steps", ns_steps)
     validation.check_non_negative("eps", eps)
     dtype = validation.check_state_dtype("dtype", dtype)
-    name = "orthogonalize_by_newton_schulz"
-
-    def init(params):
-        check_matrices(params, name)
-        return EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        check_matrices(updates, name)
-        floor = live.read(eps)
-        out = jax.tree_util.tree_map(
-            lambda u: newton_schulz(u, coefficients, floor, steps, dtype=dtype), updates
-        )
-        return out, state
-
-    return GradientTransformation(init, update)
+    return _per_matrix(
+        "orthogonalize_by_newton_schulz",
+        lambda u: newton_schulz(u, coefficients, live.read(eps), steps, dtype=dtype),
+    )
 
 
 # -- learning-rate factor -----------------------------------------------------------------------
@@ -301,23 +315,12 @@ def adjust_muon_learning_rate(adjust_lr_fn: str | None = None) -> GradientTransf
     adjusted learning rate times the update. Every leaf must be a matrix (``ValueError`` naming
     the path of any other)."""
     adjust_lr_fn = check_adjust_lr_fn("adjust_lr_fn", adjust_lr_fn)
-    name = "adjust_muon_learning_rate"
 
-    def init(params):
-        check_matrices(params, name)
-        return EmptyState()
+    def leaf(u):
+        ratio = muon_lr_ratio(u.shape, adjust_lr_fn)
+        return (jnp.asarray(ratio, u.dtype) * u).astype(u.dtype)
 
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        check_matrices(updates, name)
-
-        def leaf(u):
-            ratio = muon_lr_ratio(u.shape, adjust_lr_fn)
-            return (jnp.asarray(ratio, u.dtype) * u).astype(u.dtype)
-
-        return jax.tree_util.tree_map(leaf, updates), state
-
-    return GradientTransformation(init, update)
+    return _per_matrix("adjust_muon_learning_rate", leaf)
 
 
 # -- momentum -----------------------------------------------------------------------------------
