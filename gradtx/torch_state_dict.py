@@ -191,21 +191,28 @@ def _param_group(group: _Group) -> dict[str, Any]:
     return out
 
 
-def _check_group_keys(group: _Group, saved: Mapping[str, Any], index: int) -> None:
-    """Raises unless the param group has exactly this optimizer's torch keys."""
-    names = _torch_names(group.info)
-    where = f"param_groups[{index}]"
-    known = set(names.values()) | set(group.info.torch_group) | _TORCH_ONLY
-    unknown = sorted(set(saved) - known)
-    missing = sorted(set(names.values()) - set(saved))
+def _check_keys(saved: Mapping[str, Any], required: set, optional: set, torch_name: str,
+                where: str) -> None:
+    """Raises unless a torch param group has every ``required`` key and nothing beyond
+    ``optional`` and torch's implementation switches: naming what it has and lacks."""
+    unknown = sorted(set(saved) - required - optional - _TORCH_ONLY)
+    missing = sorted(required - set(saved))
     if unknown or missing:
         raise ValueError(
-            f"the state_dict is not one of {group.torch_name}{group.where}: {where} "
-            + (f"has {unknown}, which {group.torch_name} has not" if unknown else "")
+            f"the state_dict is not one of {torch_name}: {where} "
+            + (f"has {unknown}, which it has not" if unknown else "")
             + (" and " if unknown and missing else "")
             + (f"lacks {missing}" if missing else "")
             + "."
         )
+
+
+def _check_group_keys(group: _Group, saved: Mapping[str, Any], index: int) -> None:
+    """Raises unless the param group has exactly this optimizer's torch keys."""
+    names = _torch_names(group.info)
+    where = f"param_groups[{index}]"
+    _check_keys(saved, set(names.values()), set(group.info.torch_group),
+                f"{group.torch_name}{group.where}", where)
     for key, expected in group.info.torch_group.items():
         if key in saved and saved[key] != expected:
             raise ValueError(
@@ -651,14 +658,7 @@ def _lbfgs_from_torch(tx, params, template, state_dict, step) -> OptState:
         raise ValueError(f"torch.optim.LBFGS has one param group; the state_dict has "
                          f"{len(groups)}.")
     saved = groups[0]
-    expected = set(_LBFGS_ARGS.values())
-    unknown, missing = sorted(set(saved) - expected - _TORCH_ONLY), sorted(expected - set(saved))
-    if unknown or missing:
-        raise ValueError(
-            "the state_dict is not one of torch.optim.LBFGS: param_groups[0] "
-            + (f"has {unknown}" if unknown else "") + (" and " if unknown and missing else "")
-            + (f"lacks {missing}" if missing else "") + "."
-        )
+    _check_keys(saved, set(_LBFGS_ARGS.values()), set(), "torch.optim.LBFGS", "param_groups[0]")
     n = len(jax.tree_util.tree_leaves(params))
     ids = list(saved["params"])
     if len(ids) != n:
