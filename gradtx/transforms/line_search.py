@@ -28,14 +28,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import validation
+
 # torch's constants for L-BFGS's search: LBFGS.step passes none of them.
 C1 = 1e-4
 C2 = 0.9
 TOLERANCE_CHANGE = 1e-9
-
-
-def _traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], carry):
@@ -45,7 +43,7 @@ def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], car
     from the current carry, so the carry's types must be those ``lax.while_loop`` keeps."""
     while True:
         keep = cond_fn(carry)
-        if _traced(keep):
+        if validation.is_traced(keep):
             return jax.lax.while_loop(cond_fn, body_fn, carry)
         if not bool(keep):
             return carry
@@ -55,7 +53,7 @@ def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], car
 def cond(pred, true_fn: Callable[[Any], Any], false_fn: Callable[[Any], Any], operand):
     """``lax.cond(pred, true_fn, false_fn, operand)``, a Python ``if`` for a concrete
     ``pred``: only the chosen branch runs, and nothing is compiled."""
-    if _traced(pred):
+    if validation.is_traced(pred):
         return jax.lax.cond(pred, true_fn, false_fn, operand)
     return true_fn(operand) if bool(pred) else false_fn(operand)
 
