@@ -166,8 +166,10 @@ def stack(trees: Sequence[Any]):
 
 
 def split_grid(info: OptimizerInfo):
-    """Splits the grid into static (bool) axes and numeric axes."""
-    static = {k: v for k, v in info.grid.items() if all(isinstance(x, bool) for x in v)}
+    """Splits the grid into static axes (switches, strings, counts: every argument that does
+    not live in the state) and numeric axes (traceable, so vmapped in one program)."""
+    declarations = info.declarations
+    static = {k: v for k, v in info.grid.items() if not declarations[k].live}
     numeric = {k: v for k, v in info.grid.items() if k not in static}
     return static, numeric
 

@@ -84,6 +84,19 @@ def shardings(mesh, specs) -> dict[str, NamedSharding]:
     return {k: NamedSharding(mesh, spec) for k, spec in specs.items()}
 
 
+def like(opt_key: str):
+    """The registry entry's ``params_like`` (Muon: every leaf as a matrix), for the params, the
+    gradients and the specs: a leaf given leading axes of size 1 keeps its split axes."""
+    reshape = PARAMS_LIKE.get(opt_key, lambda tree: tree)
+
+    def specs_like(specs):
+        shapes = reshape({k: np.zeros(s) for k, s in SHAPES.items()})
+        return {k: P(*(None,) * (shapes[k].ndim - len(SHAPES[k])), *spec) if spec else P()
+                for k, spec in specs.items()}
+
+    return reshape, specs_like
+
+
 def collectives(compiled) -> dict[str, list[str]]:
     """The collectives of a compiled program: kind -> the result type of each instruction (a
     tuple type when XLA combined several reductions into one instruction)."""
@@ -151,13 +164,14 @@ def on_mesh(state, mesh):
 def reference(opt_key: str) -> list:
     """Params and state after each of the STEPS single-device steps (device 0, jitted)."""
     opt = BUILDERS[opt_key]()
+    reshape, _ = like(opt_key)
     device = jax.devices()[0]
-    params = jax.device_put(host_params(), device)
+    params = jax.device_put(reshape(host_params()), device)
     state = jax.jit(opt.init)(params)
     step = jax.jit(step_fn(opt))
     out = []
     for grads in host_grads():
-        params, state = step(params, state, jax.device_put(grads, device))
+        params, state = step(params, state, jax.device_put(reshape(grads), device))
         out.append(jax.device_get((params, state)))
     return out
 
@@ -179,8 +193,9 @@ def sharded_run(opt_key: str, mesh, specs, *, step: bool = True, free: bool = Fa
     With ``free``, also STEPS steps of the step jitted without shardings, as most training loops
     write it, and which of its outputs leave their parameter's sharding."""
     opt = BUILDERS[opt_key]()
-    param_sh = shardings(mesh, specs)
-    params = jax.device_put(host_params(), param_sh)
+    reshape, specs_like = like(opt_key)
+    param_sh = shardings(mesh, specs_like(specs))
+    params = jax.device_put(reshape(host_params()), param_sh)
     out = {"init_eager": sharding_report(opt.init(params), params)}
     state = jax.jit(opt.init)(params)
     out["init_jit"] = sharding_report(state, params)
@@ -194,14 +209,14 @@ def sharded_run(opt_key: str, mesh, specs, *, step: bool = True, free: bool = Fa
     out["collectives"] = collectives(compiled)
     run = []
     for grads in host_grads():
-        params, state = compiled(params, state, jax.device_put(grads, param_sh))
+        params, state = compiled(params, state, jax.device_put(reshape(grads), param_sh))
         run.append(jax.device_get((params, state)))
     out["relative_difference"] = relative_difference(run, reference(opt_key))
     if free:
         params, state = start
         free_step, moved = jax.jit(step_fn(opt)), set()
         for grads in host_grads():
-            params, state = free_step(params, state, jax.device_put(grads, param_sh))
+            params, state = free_step(params, state, jax.device_put(reshape(grads), param_sh))
             moved.update(sharding_report(state, params)["mismatched"])
             moved.update(f"params['{k}']" for k, v in params.items()
                          if not v.sharding.is_equivalent_to(param_sh[k], v.ndim))
@@ -215,6 +230,7 @@ BUILDERS: dict[str, Callable[[], gx.GradientTransformation]] = {
     info.name: functools.partial(lambda info: info.factory(**info.example), info)
     for info in OPTIMIZERS
 }
+PARAMS_LIKE = {info.name: info.params_like for info in OPTIMIZERS}
 BUILDERS["sgd_plain"] = lambda: gx.sgd(0.1)
 BUILDERS["clip+sgd_plain"] = lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.sgd(0.1))
 BUILDERS["clip+adam"] = lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-3))

@@ -31,15 +31,20 @@ tree_leaves = jax.tree_util.tree_leaves
 tree_map = jax.tree_util.tree_map
 
 
-def _params(dtype=jnp.float64, seed=0):
+def _params(info, dtype=jnp.float64, seed=0, *, top=None, layer=None):
+    """The test parameters (with the leaves ``top`` and ``layer`` added at the top and in
+    ``['layer']``) as ``info``'s optimizer takes them: ``info.params_like`` keeps the names and
+    values (Muon's are matrices: ``b`` (1, 3), ``head`` (1, 1); ``w`` stays (4, 3))."""
     rng = np.random.default_rng(seed)
-    return {
+    return info.params_like({
         "layer": {
             "w": jnp.asarray(rng.normal(size=(4, 3)), dtype),
             "b": jnp.asarray(rng.normal(size=(3,)), dtype),
+            **(layer or {}),
         },
         "head": jnp.asarray(rng.normal(), dtype),
-    }
+        **(top or {}),
+    })
 
 
 def _grads(params, steps, seed=1):
@@ -84,7 +89,7 @@ def test_every_argument_is_declared_and_checked_below(info):
     names = list(inspect.signature(info.factory).parameters)
     assert sorted(names) == sorted(info.declarations)
     for name in names:
-        assert info.declarations[name].kind in ("number", "switch", "dtype", "int"), name
+        assert info.declarations[name].kind in ("number", "switch", "dtype", "int", "fixed"), name
 
 
 MINUS_ONE = (-1.0, -1, np.float64(-1.0), jnp.asarray(-1.0))
@@ -148,6 +153,27 @@ def test_static_ints_refuse_anything_but_a_positive_whole_number(info, name):
     info.factory(**{name: 2.0})
 
 
+@pytest.mark.parametrize(("info", "name"), _arguments("fixed"))
+def test_fixed_arguments_refuse_bad_values_and_traced_ones_by_name(info, name):
+    """A fixed argument checked by its own function (Muon's Newton–Schulz coefficients, its
+    ``adjust_lr_fn``): the values its declaration lists as refused raise ValueError, a dict,
+    bool, complex, object or traced value TypeError, both naming the argument; its default
+    passes its own check."""
+    declaration = info.declarations[name]
+    assert declaration.invalid_values() and declaration.describe()
+    pattern = f"`{name}`"
+    for bad in declaration.invalid_values():
+        with pytest.raises(ValueError, match=pattern):
+            info.factory(**{name: bad})
+    for bad in ({"value": 0.1}, True, False, 1 + 1j, object()):
+        with pytest.raises(TypeError, match=pattern):
+            info.factory(**{name: bad})
+    with pytest.raises(TypeError, match=pattern):
+        jax.jit(lambda x: info.factory(**{name: x}))(jnp.asarray([3.0, -4.0, 2.0]))
+    default = inspect.signature(info.factory).parameters[name].default
+    assert declaration.check(name, default) == default
+
+
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_a_torch_style_argument_name_is_refused(info):
     with pytest.raises(TypeError, match="'lr'"):
@@ -156,7 +182,7 @@ def test_a_torch_style_argument_name_is_refused(info):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_set_hyperparam_refuses_bad_values_by_name(info):
-    state = info.factory(**info.example).init({"w": jnp.ones(3)})
+    state = info.factory(**info.example).init(info.params_like({"w": jnp.ones(3)}))
     assert "learning_rate" in state.hyperparams
     for name in state.hyperparams:
         minus_one = (-1.0,) if _out_of_range(info.declarations[name]) == OUT_OF_RANGE else ()
@@ -175,7 +201,7 @@ def test_set_hyperparam_refuses_bad_values_by_name(info):
 @MODES
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_nested_mismatches_name_the_nested_path(info, jit):
-    params = _params()
+    params = _params(info)
     opt = info.factory(**info.example)
     state = opt.init(params)
     update = _update_fn(opt, jit)
@@ -197,7 +223,7 @@ def test_nested_mismatches_name_the_nested_path(info, jit):
 def test_a_state_made_for_other_parameters_names_the_path(info, jit):
     """Gradients and parameters that agree with each other but not with the state ``init``
     built: the state's per-parameter entries name the path."""
-    params = _params()
+    params = _params(info)
     opt = info.factory(**info.example)
     state = opt.init(params)
     update = _update_fn(opt, jit)
@@ -221,7 +247,7 @@ BAD_GRADIENT_KINDS = {
 @pytest.mark.parametrize("kind", list(BAD_GRADIENT_KINDS))
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_a_gradient_of_another_kind_names_the_path(info, kind, jit):
-    params = _params()
+    params = _params(info)
     opt = info.factory(**info.example)
     state = opt.init(params)
     grads = _grads(params, 1)[0]
@@ -235,7 +261,7 @@ WRAPPERS = {"lookahead_sgd", "param_average_adam"}  # they refuse a call without
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_integer_gradients_without_params_name_the_path(info):
-    params = _params()
+    params = _params(info)
     opt = info.factory(**info.example)
     grads = _grads(params, 1)[0]
     bad = _with_w(grads, grads["layer"]["w"].astype(jnp.int32))
@@ -250,7 +276,7 @@ def test_integer_gradients_without_params_name_the_path(info):
                          ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_integer_and_bool_parameters_are_refused_by_path(info, dtype):
-    params = {**_params(), "layer": {**_params()["layer"], "step": jnp.zeros((), dtype)}}
+    params = _params(info, layer={"step": jnp.zeros((), dtype)})
     opt = info.factory(**info.example)
     for init in (opt.init, jax.jit(opt.init)):
         with pytest.raises(TypeError, match=r"\['layer'\]\['step'\].*set_to_zero"):
@@ -261,16 +287,17 @@ def test_integer_and_bool_parameters_are_refused_by_path(info, dtype):
 def test_the_suggested_remedy_for_integer_leaves_works(info):
     """The error suggests a group of their own with set_to_zero: the integer leaf stays as it
     is, in its dtype, and the others train."""
-    params = {**_params(), "step": jnp.asarray(7, jnp.int32)}
+    params = _params(info, top={"step": jnp.asarray(7, jnp.int32)})
     labels = tree_map(lambda p: "frozen" if p.dtype == jnp.int32 else "train", params)
     opt = gx.multi_transform(
         {"train": info.factory(**info.example), "frozen": gx.set_to_zero()}, labels
     )
     state = opt.init(params)
-    grads = {**_grads(_params(), 1)[0], "step": jnp.asarray(1, jnp.int32)}
+    grads = {**_grads(params, 1)[0], "step": jnp.ones_like(params["step"])}
     updates, state = opt.update(grads, state, params)
     new = gx.apply_updates(params, updates)
-    assert new["step"].dtype == jnp.int32 and int(new["step"]) == 7
+    assert new["step"].dtype == jnp.int32
+    np.testing.assert_array_equal(new["step"], np.full(np.shape(params["step"]), 7))
     assert not np.allclose(new["layer"]["w"], params["layer"]["w"])
 
 
@@ -283,8 +310,8 @@ WIDTHS = [(jnp.float64, jnp.float32), (jnp.float32, jnp.float64), (jnp.float32, 
 def test_another_float_width_is_cast_to_the_parameter_dtype(info, param_dtype, grad_dtype):
     """Gradients in another floating-point width give exactly the run on the gradients cast to
     the parameters' dtype beforehand: same updates (in the parameters' dtype), same state."""
-    params = _params(param_dtype)
-    grads = _grads(_params(grad_dtype), 3)
+    params = _params(info, param_dtype)
+    grads = _grads(_params(info, grad_dtype), 3)
     opt = info.factory(**info.example)
 
     def run(gs):
@@ -325,7 +352,7 @@ def test_non_finite_gradients_propagate_by_default(info, bad_value):
     """As in torch: nothing is filtered. A NaN reaches the parameter and the state; an Inf
     reaches the state and, except for sign-based steps, the parameter. Other leaves take
     exactly the step they take without the bad leaf."""
-    params = _params()
+    params = _params(info)
     opt = info.factory(**info.example)
     step = jax.jit(opt.update)
     state = opt.init(params)
@@ -356,10 +383,10 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
     """Bad steps (a NaN, then an Inf) between good ones: the updates are zeros, the inner
     state is returned bit for bit, and the run afterwards is exactly the run that never saw
     them."""
-    params = _params()
+    params = _params(info)
     good = _grads(params, 4)
     nan = _with_w(good[0], good[0]["layer"]["w"].at[0, 0].set(math.nan))
-    inf = {**good[1], "head": jnp.asarray(math.inf)}
+    inf = {**good[1], "head": jnp.full_like(good[1]["head"], math.inf)}
     opt = info.factory(**info.example)
     guarded = gx.apply_if_finite(opt, max_consecutive_errors=2)
     step, guarded_step = _update_fn(opt, jit), _update_fn(guarded, jit)
@@ -392,13 +419,14 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
 # Complex parameters: pairs of reals, as torch.optim treats them.
 
 
-def _complex_params(seed=0):
+def _complex_params(info, seed=0):
+    """Complex parameters as ``info``'s optimizer takes them (``info.params_like``)."""
     rng = np.random.default_rng(seed)
 
     def draw(*shape):
         return jnp.asarray(rng.normal(size=shape) + 1j * rng.normal(size=shape), jnp.complex128)
 
-    return {"w": draw(4, 3), "b": draw(3), "s": draw()}
+    return info.params_like({"w": draw(4, 3), "b": draw(3), "s": draw()})
 
 
 def _complex_grads(params, steps, seed=1):
@@ -446,15 +474,15 @@ def _complex_configs(info):
     return [c for c in (dict(info.example), loaded) if info.constraint(c)]
 
 
-# These refuse complex parameters (torch's SparseAdam and Adafactor do too).
-REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam")
+# These refuse complex parameters (torch's SparseAdam, Adafactor and Muon do too).
+REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam", "muon")
 
 
 @pytest.mark.parametrize(
     "info", [i for i in registry.with_torch_equivalent() if i.name not in REAL_ONLY], **BY_NAME
 )
 def test_complex_parameters_match_torch(info, torch_float64):
-    params = _complex_params()
+    params = _complex_params(info)
     grads = _complex_grads(params, 12)
     configs = _complex_configs(info)
     assert len(configs) == 2
@@ -481,7 +509,7 @@ def test_complex_parameters_are_pairs_of_reals(info):
     """Without a torch reference: a complex leaf of shape S steps exactly as the real leaf
     ``stack([Re, Im])`` of shape (2, *S) does, so LAMB's and LARS's whole-leaf norms are the
     complex norms."""
-    params = _complex_params()
+    params = _complex_params(info)
     grads = _complex_grads(params, 8)
     opt = info.factory(**info.example)
     ours, state = _gradtx_run(opt, params, grads)
@@ -504,17 +532,17 @@ def test_complex_parameters_are_pairs_of_reals(info):
 def test_real_only_optimizers_refuse_complex_parameters_by_path(name):
     info = registry.get(name)
     opt = info.factory(**info.example)
-    params = {**_params(), "z": jnp.ones((2, 2), jnp.complex64)}
+    params = _params(info, top={"z": jnp.ones((2, 2), jnp.complex64)})
     with pytest.raises(TypeError, match=rf"{name} does not support.*\['z'\]"):
         opt.init(params)
-    real = _params()
+    real = _params(info)
     with pytest.raises(TypeError, match=W):
         opt.update(_with_w(real, real["layer"]["w"].astype(jnp.complex128)), opt.init(real))
 
 
 @pytest.mark.parametrize("info", [i for i in OPTIMIZERS if i.name not in REAL_ONLY], **BY_NAME)
 def test_a_real_gradient_for_a_complex_parameter_names_the_path(info):
-    params = _complex_params()
+    params = _complex_params(info)
     opt = info.factory(**info.example)
     grads = _complex_grads(params, 1)[0]
     with pytest.raises(TypeError, match=r"\['w'\].*complex128"):

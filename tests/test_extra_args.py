@@ -81,8 +81,9 @@ def test_every_registry_optimizer_accepts_extra_args():
 
     for info in OPTIMIZERS:
         opt = info.factory(**info.example)
-        plain, _ = opt.update(GRADS, opt.init(PARAMS), PARAMS)
-        extra, _ = opt.update(GRADS, opt.init(PARAMS), PARAMS, value=1.0, grad=GRADS)
+        params, grads = info.params_like(PARAMS), info.params_like(GRADS)
+        plain, _ = opt.update(grads, opt.init(params), params)
+        extra, _ = opt.update(grads, opt.init(params), params, value=1.0, grad=grads)
         np.testing.assert_array_equal(plain["w"], extra["w"])
 
 

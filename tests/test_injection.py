@@ -22,12 +22,15 @@ PARAMS = helpers.make_params()
 GRADS = helpers.make_gradients(PARAMS, steps=8)
 
 
-def _run(opt, steps=6, jit=False, params=PARAMS):
+def _run(opt, steps=6, jit=False, like=lambda tree: tree):
+    """``steps`` updates of ``opt`` from PARAMS on GRADS, each tree passed through ``like``
+    (a registry entry's ``params_like``: Muon gets the same entries as matrices)."""
     update = jax.jit(opt.update) if jit else opt.update
+    params = like(PARAMS)
     state = opt.init(params)
     outs = []
     for g in GRADS[:steps]:
-        updates, state = update(g, state, params)
+        updates, state = update(like(g), state, params)
         outs.append(updates)
     return outs, state
 
@@ -205,13 +208,13 @@ def test_every_numeric_hyperparameter_may_be_a_schedule(info):
     get_hyperparam reads the value used at the latest step."""
     names, kwargs = _live_arguments(info)
     defaults = registry._defaults(info.factory)
-    reference, _ = _run(info.factory(**kwargs), steps=4)
+    reference, _ = _run(info.factory(**kwargs), steps=4, like=info.params_like)
     for name in names:
         value = kwargs.get(name, defaults[name])
         if value is None or callable(value):
             continue
         scheduled = {**kwargs, name: lambda count, v=value: v + 0.0 * count}
-        got, state = _run(info.factory(**scheduled), steps=4, jit=True)
+        got, state = _run(info.factory(**scheduled), steps=4, jit=True, like=info.params_like)
         for a, b in zip(reference, got, strict=True):
             np.testing.assert_allclose(a["w"], b["w"], rtol=1e-12, atol=0, err_msg=name)
         assert float(gx.get_hyperparam(state, name)) == pytest.approx(value)
@@ -252,10 +255,10 @@ def _integer_leaves(state):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_one_step_count(info):
-    state = info.factory(**info.example).init(PARAMS)
+    state = info.factory(**info.example).init(info.params_like(PARAMS))
     counts = _integer_leaves(state)
     assert len(counts) == 1 and counts[0].shape == (), info.name
-    _, state = _run(info.factory(**info.example), steps=3)
+    _, state = _run(info.factory(**info.example), steps=3, like=info.params_like)
     assert int(state.count) == 3
 
 
@@ -305,12 +308,12 @@ _COUNTER = _CompileCounter()
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_eager_steps_compile_nothing_after_the_second(info):
     opt = info.factory(**info.example)
-    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
+    params = jax.tree_util.tree_map(jnp.asarray, info.params_like(PARAMS))
     state = opt.init(params)
     for k in range(5):
         if k == 2:
             before = _COUNTER.count
-        updates, state = opt.update(GRADS[k], state, params)
+        updates, state = opt.update(info.params_like(GRADS[k]), state, params)
         params = gx.apply_updates(params, updates)
     assert _COUNTER.count == before, f"{info.name}: {_COUNTER.count - before} new compilations"
 

@@ -15,14 +15,16 @@ from gradtx.optimizers.registry import OPTIMIZERS
 
 
 def _loss(params, x, y):
-    return jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+    # Reshaped, so that the parameters may also be given as matrices (``params_like``).
+    w, b = params["w"].reshape(3), params["b"].reshape(())
+    return jnp.mean((x @ w + b - y) ** 2)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, ids=lambda i: i.name)
 def test_flax_train_state_matches_a_manual_loop(info):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3)))
     y = x @ jnp.asarray([1.0, -2.0, 0.5]) + 0.3
-    params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+    params = info.params_like({"w": jnp.zeros(3), "b": jnp.zeros(())})
     tx = info.factory(**info.example)
 
     ts = train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
@@ -66,11 +68,12 @@ def test_mixes_with_optax_transformations_both_ways():
 def test_state_round_trips_through_flax_serialization(info):
     from flax import serialization
 
-    params = {"w": jnp.arange(3.0), "b": jnp.ones(())}
+    params = info.params_like({"w": jnp.arange(3.0), "b": jnp.ones(())})
     tx = info.factory(**info.example)
     state = tx.init(params)
     for i in range(3):
-        updates, state = tx.update({"w": jnp.ones(3) * i, "b": jnp.ones(())}, state, params)
+        grads = info.params_like({"w": jnp.ones(3) * i, "b": jnp.ones(())})
+        updates, state = tx.update(grads, state, params)
     restored = serialization.from_bytes(tx.init(params), serialization.to_bytes(state))
     assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(state)
     for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state),

@@ -16,6 +16,12 @@ from tests import helpers
 BY_NAME = {"ids": lambda info: info.name}
 
 
+def _like(info, tree):
+    """``tree`` as ``info``'s optimizer takes it: the same leaf names and entries (Muon gets
+    every leaf as a matrix)."""
+    return info.params_like(tree)
+
+
 def _invalid_cases():
     for info in OPTIMIZERS:
         for kwargs, argument in info.invalid:
@@ -38,11 +44,11 @@ def _numeric_invalid_cases():
 def test_invalid_values_are_accepted_when_traced(info, kwargs, argument):
     """Traced values cannot be inspected, so they are not rejected (the step still runs)."""
     numeric = dict(kwargs)
-    params = {"w": jnp.ones(3)}
+    params = _like(info, {"w": jnp.ones(3)})
 
     def step(hyper):
         opt = info.factory(**hyper)
-        updates, _ = opt.update({"w": jnp.ones(3)}, opt.init(params), params)
+        updates, _ = opt.update(_like(info, {"w": jnp.ones(3)}), opt.init(params), params)
         return updates
 
     jax.jit(step)({k: jnp.asarray(v) for k, v in numeric.items()})
@@ -56,7 +62,7 @@ def _random_grads(params, steps, seed=3):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_jit_equals_eager(info):
-    params = helpers.make_params()
+    params = _like(info, helpers.make_params())
     grads = _random_grads(params, 8)
     opt = info.factory(**info.example)
     eager = helpers.run_steps(opt, params, grads)
@@ -78,7 +84,7 @@ DTYPES = [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64]
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_dtypes_are_preserved(info, dtype):
-    params = {"w": jnp.full((4, 3), 0.5, dtype), "b": jnp.zeros((3,), dtype)}
+    params = _like(info, {"w": jnp.full((4, 3), 0.5, dtype), "b": jnp.zeros((3,), dtype)})
     opt = info.factory(**info.example)
     state = opt.init(params)
     state_dtypes = [x.dtype for x in jax.tree_util.tree_leaves(state)]
@@ -99,12 +105,16 @@ ODD_TREES = {
     "scalar": jnp.asarray(1.5),
     "none-leaves": {"w": jnp.ones((2, 2)), "frozen": None, "nested": {"x": None, "y": jnp.ones(2)}},
     "empty-containers": {"a": [], "b": {}, "c": (jnp.asarray(2.0),)},
+    # Size-0 leaves beside a real one (an embedding of an empty vocabulary, a layer of width 0).
+    "empty-leaves": {"w": jnp.ones((2, 2)), "rows0": jnp.ones((0, 3)), "cols0": jnp.ones((3, 0)),
+                     "v0": jnp.ones((0,))},
 }
 
 
 @pytest.mark.parametrize("tree", list(ODD_TREES.values()), ids=list(ODD_TREES))
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_odd_trees(info, tree):
+    tree = _like(info, tree)
     opt = info.factory(**info.example)
     state = opt.init(tree)
     grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.25), tree)
@@ -117,12 +127,13 @@ def test_odd_trees(info, tree):
         leaves = jax.tree_util.tree_leaves
         for p, q in zip(leaves(tree), leaves(new_params), strict=True):
             assert q.shape == p.shape and q.dtype == p.dtype
-            assert not np.allclose(q, p)  # a non-zero gradient moved every parameter
+            # A non-zero gradient moved every parameter (an empty one has nothing to move).
+            assert p.size == 0 or not np.allclose(q, p)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_state_is_a_pytree_of_arrays(info):
-    state = info.factory(**info.example).init(helpers.make_params())
+    state = info.factory(**info.example).init(_like(info, helpers.make_params()))
     leaves = jax.tree_util.tree_leaves(state)
     assert all(isinstance(x, jax.Array) for x in leaves)
 
@@ -130,34 +141,37 @@ def test_state_is_a_pytree_of_arrays(info):
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_mismatched_gradient_tree_names_the_path(info, jit):
-    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    params = _like(info, {"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
     opt = info.factory(**info.example)
     state = opt.init(params)
     update = jax.jit(opt.update) if jit else opt.update
 
+    def grads(**leaves):
+        return _like(info, leaves)
+
     with pytest.raises(ValueError, match=r"\['b'\]"):
-        update({"w": jnp.ones((4, 3))}, state, params)
+        update(grads(w=jnp.ones((4, 3))), state, params)
     with pytest.raises(ValueError, match=r"\['c'\]"):
-        update({"w": jnp.ones((4, 3)), "b": jnp.ones(3), "c": jnp.ones(1)}, state, params)
+        update(grads(w=jnp.ones((4, 3)), b=jnp.ones(3), c=jnp.ones(1)), state, params)
     with pytest.raises(ValueError, match=r"\['w'\].*\(3, 4\).*\(4, 3\)"):
-        update({"w": jnp.ones((3, 4)), "b": jnp.ones(3)}, state, params)
+        update(grads(w=jnp.ones((3, 4)), b=jnp.ones(3)), state, params)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_mismatched_tree_without_params_is_caught_by_state_or_apply(info):
     """Without ``params`` in update, per-parameter state or ``apply_updates`` names the path
     (or, for an optimizer that needs the parameters, the error says so)."""
-    params = {"w": jnp.ones((4, 3)), "b": jnp.ones(3)}
+    params = _like(info, {"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
     opt = info.factory(**info.example)
     state = opt.init(params)
     with pytest.raises(ValueError, match=r"\['w'\]|needs the parameters"):
-        updates, _ = opt.update({"w": jnp.ones((4, 4)), "b": jnp.ones(3)}, state)
+        updates, _ = opt.update(_like(info, {"w": jnp.ones((4, 4)), "b": jnp.ones(3)}), state)
         gx.apply_updates(params, updates)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_vmap_over_learning_rate_equals_a_loop(info):
-    params = helpers.make_params()
+    params = _like(info, helpers.make_params())
     grads = _random_grads(params, 4)
     lrs = jnp.asarray([1e-3, 1e-2, 0.1])
     kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
@@ -174,7 +188,7 @@ def test_vmap_over_learning_rate_equals_a_loop(info):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_update_is_differentiable_in_learning_rate(info):
-    params = helpers.make_params()
+    params = _like(info, helpers.make_params())
     grads = _random_grads(params, 3)
     kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
 
@@ -200,6 +214,7 @@ def _quadratic():
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_converges_on_an_ill_conditioned_quadratic(info):
     loss, params = _quadratic()
+    params = _like(info, params)
     opt = info.factory(**info.example)
 
     @jax.jit

@@ -368,7 +368,8 @@ def test_every_optimizer_docstring_lists_its_state_names():
         names = set()
         for kwargs in (info.example, {k: v[-1] for k, v in info.grid.items()}):
             if info.constraint(kwargs):
-                _field_names(info.factory(**kwargs).init(_PARAMS).inner_state, names)
+                params = info.params_like(_PARAMS)
+                _field_names(info.factory(**kwargs).init(params).inner_state, names)
         doc = info.factory.__doc__
         for name in names:
             assert f"``{name}``" in doc, f"{info.name}'s docstring does not name ``{name}``"

@@ -10,6 +10,8 @@ bound on a typical O(1) entry.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +25,15 @@ OPTIMIZERS = with_torch_equivalent()
 ATOL_SCALE = 1e-12
 PARAMS = helpers.make_params()
 GRADS = helpers.make_gradients(PARAMS)
-GRADS_STACKED = helpers.stack(GRADS)
+
+
+@functools.cache
+def _data(name):
+    """The parameters, the gradient steps and the steps stacked, as the optimizer takes them
+    (``params_like``: Muon gets the same entries as matrices)."""
+    info = next(i for i in OPTIMIZERS if i.name == name)
+    grads = [info.params_like(g) for g in GRADS]
+    return info.params_like(PARAMS), grads, helpers.stack(grads)
 
 
 def _static_cases():
@@ -50,21 +60,22 @@ def _assert_matches(torch_traj, ours, index, kwargs):
 def test_grid_matches_torch(info, static, mode, torch_float64):
     """The full product of the numeric grid, vmapped (hyperparameters traced), per bool combo."""
     _, numeric = helpers.split_grid(info)
+    params, grads, grads_stacked = _data(info.name)
     points = [p for p in helpers.product(numeric) if info.constraint({**p, **static})]
     hyper = {k: jnp.asarray([p[k] for p in points], jnp.float64) for k in numeric}
 
     if mode == "jit":
         def run(hp):
-            return helpers.run_scan(info.factory(**hp, **static), PARAMS, GRADS_STACKED)
+            return helpers.run_scan(info.factory(**hp, **static), params, grads_stacked)
         traj = jax.jit(jax.vmap(run))(hyper)
     else:
         def run(hp):
-            return helpers.run_steps(info.factory(**hp, **static), PARAMS, GRADS)
+            return helpers.run_steps(info.factory(**hp, **static), params, grads)
         traj = jax.vmap(run)(hyper)
 
     for i, point in enumerate(points):
         kwargs = {**point, **static}
-        expected = helpers.torch_trajectory(torch_float64, info, kwargs, PARAMS, GRADS)
+        expected = helpers.torch_trajectory(torch_float64, info, kwargs, params, grads)
         _assert_matches(expected, traj, i, kwargs)
 
 
@@ -82,10 +93,11 @@ def _python_float_cases():
 @pytest.mark.parametrize(("info", "kwargs"), list(_python_float_cases()))
 def test_python_floats_match_torch(info, kwargs, torch_float64):
     """Hyperparameters as plain Python numbers: the path most users take."""
-    expected = helpers.torch_trajectory(torch_float64, info, kwargs, PARAMS, GRADS)
+    params, grads, grads_stacked = _data(info.name)
+    expected = helpers.torch_trajectory(torch_float64, info, kwargs, params, grads)
     opt = info.factory(**kwargs)
-    _assert_matches(expected, helpers.run_steps(opt, PARAMS, GRADS), None, kwargs)
-    compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(PARAMS, GRADS_STACKED)
+    _assert_matches(expected, helpers.run_steps(opt, params, grads), None, kwargs)
+    compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(params, grads_stacked)
     _assert_matches(expected, compiled, None, kwargs)
 
 
@@ -94,18 +106,19 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
     """A schedule callable as learning rate equals torch's LambdaLR stepped once per step."""
     torch = torch_float64
     base = 0.05
+    params, grads, grads_stacked = _data(info.name)
 
     def factor(count):
         return 0.95**count
 
-    keys = sorted(PARAMS)
-    tensors = [torch.tensor(PARAMS[k], requires_grad=True) for k in keys]
+    keys = sorted(params)
+    tensors = [torch.tensor(params[k], requires_grad=True) for k in keys]
     topt = getattr(torch.optim, info.torch_class)(
         tensors, **info.torch_kwargs({"learning_rate": base})
     )
     sched = torch.optim.lr_scheduler.LambdaLR(topt, lr_lambda=factor)
     expected = []
-    for g in GRADS:
+    for g in grads:
         for tensor, k in zip(tensors, keys, strict=True):
             tensor.grad = torch.tensor(g[k])
         helpers.torch_step(torch, topt)
@@ -113,6 +126,6 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
         expected.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
 
     opt = info.factory(learning_rate=lambda count: base * factor(count))
-    _assert_matches(expected, helpers.run_steps(opt, PARAMS, GRADS), None, "schedule")
-    compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(PARAMS, GRADS_STACKED)
+    _assert_matches(expected, helpers.run_steps(opt, params, grads), None, "schedule")
+    compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(params, grads_stacked)
     _assert_matches(expected, compiled, None, "schedule")

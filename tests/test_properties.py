@@ -46,9 +46,13 @@ def trees(**kwargs):
 
 
 @st.composite
-def problems(draw, *, elements=None, min_leaves=1):
-    """Parameters and a sequence of gradient trees shaped like them."""
+def problems(draw, info=None, *, elements=None, min_leaves=1):
+    """Parameters and a sequence of gradient trees shaped like them; for an optimizer ``info``,
+    parameters it takes (``info.params_like``: Muon's leaves as matrices, same names and
+    values), the gradients then drawn like those."""
     params = draw(trees(elements=elements, min_leaves=min_leaves))
+    if info is not None:
+        params = info.params_like(params)
     grads = [draw(arrays_like(params, elements=elements)) for _ in range(STEPS)]
     return params, grads
 
@@ -155,19 +159,19 @@ def test_default_invariants_hold_on_drawn_inputs(info, data):
     of arrays with stable structure, shapes and dtypes (one trace of a jitted step), updates
     shaped like the params, and vmap over a batch of params == a loop."""
     kwargs = data.draw(hyperparameters(info), label="hyperparameters")
-    params, grads = data.draw(problems(), label="problem")
+    params, grads = data.draw(problems(info), label="problem")
     check_transformation(info.factory(**kwargs), params, grads, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_check_transformation_passes_with_its_defaults(info):
     """The user-facing call: example hyperparameters, float32 params, default tolerances."""
-    params = {
+    params = info.params_like({
         "w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(2, 3),
         "b": jnp.zeros(3, jnp.float32),
         "s": jnp.asarray(0.5, jnp.float32),
         "frozen": None,
-    }
+    })
     check_transformation(info.factory(**info.example), params)
 
 
@@ -199,7 +203,7 @@ def test_chain_is_associative_around_each_optimizer(info, data):
     """chain(chain(a, opt), c) == chain(a, chain(opt, c)), bitwise, for core transforms a, c."""
     first, last = data.draw(st.tuples(st.sampled_from(list(CORE)), st.sampled_from(list(CORE))))
     kwargs = data.draw(hyperparameters(info))
-    params, grads = data.draw(problems())
+    params, grads = data.draw(problems(info))
     a, c, opt = CORE[first](), CORE[last](), info.factory(**kwargs)
     left = _flat_states(gx.chain(gx.chain(a, opt), c), params, grads)
     right = _flat_states(gx.chain(a, gx.chain(opt, c)), params, grads)
@@ -223,10 +227,12 @@ def test_chain_of_core_transforms_is_associative(names, problem):
 
 
 def _numeric_grid_names(info) -> list[str]:
+    """The hyperparameters with several grid values that live in the state (numbers): not the
+    switches, nor the fixed arguments (Muon's ``ns_steps`` and ``adjust_lr_fn``)."""
     return [
         name
         for name, values in info.grid.items()
-        if len(values) > 1 and not any(isinstance(v, bool) for v in values)
+        if len(values) > 1 and info.declarations[name].live
     ]
 
 
@@ -242,7 +248,7 @@ def test_vmap_over_a_hyperparameter_equals_a_loop(info, data):
         .filter(lambda vs: all(info.constraint({**kwargs, name: v}) for v in vs)),
         label="values",
     )
-    params, grads = data.draw(problems())
+    params, grads = data.draw(problems(info))
 
     def trajectory(value):
         return run(info.factory(**{**kwargs, name: value}), params, grads)
@@ -295,7 +301,7 @@ def test_sgd_without_momentum_is_plain_sgd(kwargs, problem):
 @given(data=st.data())
 def test_gradient_in_the_learning_rate_matches_finite_differences(info, data):
     kwargs = data.draw(hyperparameters(info))
-    params, grads = data.draw(problems())
+    params, grads = data.draw(problems(info))
     weights = data.draw(arrays_like(params))  # a random direction, so no entry cancels out
 
     def loss(lr):
@@ -324,7 +330,7 @@ def test_gradient_in_the_learning_rate_matches_finite_differences(info, data):
 @given(data=st.data())
 def test_zero_gradients_leave_params_unchanged(info, data):
     kwargs = data.draw(hyperparameters(info, fixed=without_weight_decay(info)))
-    params, grads = data.draw(problems())
+    params, grads = data.draw(problems(info))
     check_transformation(
         info.factory(**kwargs), params, grads, checks=("zero_fixed_point",), rtol=0, atol=0
     )
@@ -365,7 +371,7 @@ def test_steps_ignore_the_scale_of_the_gradient(info, data):
     fixed = {name: 0.0 if info.declarations[name].low_closed else 1e-300
              for name in SCALE_BREAKING if name in info.grid}
     kwargs = data.draw(hyperparameters(info, fixed=fixed))
-    params, grads = data.draw(problems(elements=AWAY_FROM_ZERO))
+    params, grads = data.draw(problems(info, elements=AWAY_FROM_ZERO))
     check_transformation(
         info.factory(**kwargs),
         params,
@@ -380,7 +386,7 @@ def test_steps_ignore_the_scale_of_the_gradient(info, data):
 def test_the_excluded_optimizers_do_depend_on_the_scale(name):
     """Keeps NOT_SCALE_INVARIANT honest: each entry fails the check with its example."""
     info = registry.get(name)
-    params = {"w": jnp.linspace(0.5, 1.5, 6).reshape(2, 3), "b": jnp.ones(3)}
+    params = info.params_like({"w": jnp.linspace(0.5, 1.5, 6).reshape(2, 3), "b": jnp.ones(3)})
     with pytest.raises(AssertionError, match=r"\[scale_invariant\] gradients scaled by"):
         check_transformation(
             info.factory(**info.example), params, checks=("scale_invariant",), rtol=1e-6

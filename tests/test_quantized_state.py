@@ -426,9 +426,10 @@ REGISTRY_PARAMS = {"w": f32((2000,), 10), "m": f32((4, 5), 11), "s": f32((), 12)
 def test_wraps_every_registry_optimizer(info):
     inner = info.factory(**info.example)
     opt = quantize_state(inner, min_size=1000, block_size=128)
+    params = info.params_like(REGISTRY_PARAMS)  # Muon: the same entries as matrices
     rng = np.random.default_rng(13)
     grads = jax.tree_util.tree_map(
-        lambda p: jnp.asarray(rng.standard_normal((3, *p.shape)), p.dtype), REGISTRY_PARAMS
+        lambda p: jnp.asarray(rng.standard_normal((3, *p.shape)), p.dtype), params
     )
 
     @jax.jit  # one compilation per optimizer: the whole run is one program
@@ -449,8 +450,8 @@ def test_wraps_every_registry_optimizer(info):
         first_updates = jax.tree_util.tree_map(lambda u: u[0], updates)
         return expected, first_updates, params, state, len(quantized_at_init)
 
-    expected, first_updates, params, state, n_quantized = run(REGISTRY_PARAMS, grads)
-    large = [x for x in tree_leaves(jax.eval_shape(inner.init, REGISTRY_PARAMS)) if x.size >= 1000]
+    expected, first_updates, params, state, n_quantized = run(params, grads)
+    large = [x for x in tree_leaves(jax.eval_shape(inner.init, params)) if x.size >= 1000]
     assert n_quantized == sum(jnp.issubdtype(x.dtype, jnp.floating) for x in large) > 0
     assert len(quantized_leaves(state)) == n_quantized
     for a, b in zip(tree_leaves(first_updates), tree_leaves(expected), strict=True):

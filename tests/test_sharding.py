@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gradtx.optimizers.registry import OPTIMIZERS
@@ -26,11 +27,11 @@ MESHES = [f"{layout}/{axes}" for layout in ("data8", "data4_model2")
           for axes in ("Auto", "Explicit")]
 ONE_AXIS = ["data8/Auto", "data8/Explicit"]
 NAMES = [info.name for info in OPTIMIZERS]
-# These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means) or
-# each row (SparseAdam's test of which rows are present); every other registry entry works
-# elementwise.
+# These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means,
+# Muon's matrix products) or each row (SparseAdam's test of which rows are present); every other
+# registry entry works elementwise.
 FACTORED = ("adafactor", "adafactor_torch")
-LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam")
+LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam", "muon")
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
 # reductions split over devices add in another order (measured: at most 8e-7).
@@ -131,6 +132,18 @@ def test_sparse_adam_step_moves_row_flags_not_parameters(results, mesh):
     found = communication(results["meshes"][mesh]["sparse_adam"])
     assert set(found) <= {"all-reduce", "all-gather"}
     assert all(rank <= 1 for types in found.values() for t in types for rank in ndims(t))
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_muon_step_moves_matrix_pieces_no_larger_than_a_parameter(results, mesh):
+    """Newton–Schulz multiplies whole matrices (X X^T), so a split matrix is gathered or its
+    partial products summed; no collective carries more than the largest parameter (16 x 8)."""
+    found = communication(results["meshes"][mesh]["muon"])
+    assert found and set(found) <= {"all-reduce", "all-gather", "collective-permute"}
+    sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
+             for types in found.values() for t in types
+             for dims in re.findall(r"\w+\[([^\]]*)\]", t)]
+    assert max(sizes) <= 16 * 8
 
 
 @pytest.mark.parametrize("mesh", ONE_AXIS)

@@ -24,6 +24,11 @@ GRADS = helpers.make_gradients(PARAMS, steps=2 * HALF)
 KEYS = sorted(PARAMS)  # tree_leaves order of a dict
 
 
+def _data(info):
+    """PARAMS and GRADS as the optimizer takes them (Muon: the same entries as matrices)."""
+    return info.params_like(PARAMS), [info.params_like(g) for g in GRADS]
+
+
 def _configs(info):
     """The registry example, and every grid axis at its last value (booleans on, the extra
     state they create included), switching booleans off until torch accepts the point."""
@@ -82,20 +87,21 @@ def _assert_same_state(a, b):
 @pytest.mark.parametrize("info, kwargs", CASES)
 def test_torch_then_gradtx(info, kwargs, torch_float64):
     torch = torch_float64
-    tensors, opt = _torch_opt(torch, info, kwargs, PARAMS)
-    _torch_steps(torch, tensors, opt, GRADS[:HALF])
+    params0, grads = _data(info)
+    tensors, opt = _torch_opt(torch, info, kwargs, params0)
+    _torch_steps(torch, tensors, opt, grads[:HALF])
     params = {k: jnp.asarray(t.detach().numpy()) for k, t in zip(KEYS, tensors, strict=True)}
     tx = info.factory(**kwargs)
     state = gx.from_torch_state_dict(tx, params, opt.state_dict())
     # The imported state is the one gradtx reaches by itself over the same 20 steps.
-    _, _, own = _gradtx_steps(tx, jax.tree_util.tree_map(jnp.asarray, PARAMS),
-                              tx.init(PARAMS), GRADS[:HALF])
+    _, _, own = _gradtx_steps(tx, jax.tree_util.tree_map(jnp.asarray, params0),
+                              tx.init(params0), grads[:HALF])
     if "step" not in info.torch_state:  # torch's SGD keeps no step count: gradtx says 1
         assert int(state.count) == 1
         state, own = state._replace(count=own.count), own
     _assert_same_state(state, own)
-    theirs = _torch_steps(torch, tensors, opt, GRADS[HALF:])
-    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    theirs = _torch_steps(torch, tensors, opt, grads[HALF:])
+    ours, _, _ = _gradtx_steps(tx, params, state, grads[HALF:])
     for t in (0, HALF - 1):
         _assert_close(ours[t], theirs[t], f"step {HALF + t + 1}")
 
@@ -103,17 +109,18 @@ def test_torch_then_gradtx(info, kwargs, torch_float64):
 @pytest.mark.parametrize("info, kwargs", CASES)
 def test_gradtx_then_torch(info, kwargs, torch_float64):
     torch = torch_float64
+    params0, grads = _data(info)
     tx = info.factory(**kwargs)
-    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
-    _, params, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:HALF])
-    ours, _, _ = _gradtx_steps(tx, params, state, GRADS[HALF:])
+    params = jax.tree_util.tree_map(jnp.asarray, params0)
+    _, params, state = _gradtx_steps(tx, params, tx.init(params), grads[:HALF])
+    ours, _, _ = _gradtx_steps(tx, params, state, grads[HALF:])
     tensors, opt = _torch_opt(torch, info, kwargs, params)
     exported = gx.to_torch_state_dict(tx, params, state)
     assert set(exported["state"]) == set(range(len(KEYS)))
     assert all(isinstance(v, torch.Tensor)
                for entry in exported["state"].values() for v in entry.values())
     opt.load_state_dict(exported)
-    theirs = _torch_steps(torch, tensors, opt, GRADS[HALF:])
+    theirs = _torch_steps(torch, tensors, opt, grads[HALF:])
     for t in (0, HALF - 1):
         _assert_close(ours[t], theirs[t], f"step {HALF + t + 1}")
 
@@ -126,13 +133,14 @@ def test_state_keys_are_torchs(torch_float64):
     for info in with_torch_equivalent():
         if not info.torch_state:
             continue
+        params0, grads = _data(info)
         for kwargs in _configs(info):
             tx = info.factory(**kwargs)
-            params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
-            _, params, state = _gradtx_steps(tx, params, tx.init(params), GRADS[:2])
+            params = jax.tree_util.tree_map(jnp.asarray, params0)
+            _, params, state = _gradtx_steps(tx, params, tx.init(params), grads[:2])
             ours = gx.to_torch_state_dict(tx, params, state)
-            tensors, opt = _torch_opt(torch, info, kwargs, PARAMS)
-            _torch_steps(torch, tensors, opt, GRADS[:2])
+            tensors, opt = _torch_opt(torch, info, kwargs, params0)
+            _torch_steps(torch, tensors, opt, grads[:2])
             theirs = opt.state_dict()
             assert {k: set(v) for k, v in ours["state"].items()} == {
                 k: set(v) for k, v in theirs["state"].items()}, info.name

@@ -292,6 +292,10 @@ class TorchOptimizerTable(SphinxDirective):
                     why = "No counterpart (not yet explained)."
                 rows.append([f"`{arg}`", f"`{torch_default}`", "—", "", "", why])
         for gx_arg in sorted(gx_sig.keys() - reached):
+            if gx_arg in GRADTX_ONLY:
+                rows.append(["—", "", f"`{gx_arg}`", f"`{_fmt(gx_sig[gx_arg].default)}`", "no",
+                             GRADTX_ONLY[gx_arg]])
+                continue
             if gx_arg.endswith("_dtype"):
                 # Storage only, no torch counterpart: torch keeps every state in its
                 # parameter's dtype, which is what the default None does.
@@ -352,6 +356,12 @@ class TorchOnlyTable(SphinxDirective):
 
 
 # torch.optim classes whose gradtx form is not a registry entry: name -> (gradtx, status).
+# gradtx-only arguments that are not a state's storage dtype: argument -> the note.
+GRADTX_ONLY = {
+    "ns_dtype": "gradtx only: the dtype Newton–Schulz runs in. torch always runs it in "
+                "bfloat16, as the default does; `None` keeps the parameter's dtype.",
+}
+
 TORCH_CLASSES_ELSEWHERE: dict[str, tuple[str, str]] = {
     "LBFGS": (
         "{func}`gx.lbfgs <gradtx.lbfgs>`: `update(grads, state, params, value=loss, "
@@ -359,13 +369,6 @@ TORCH_CLASSES_ELSEWHERE: dict[str, tuple[str, str]] = {
         "equal step for step on Rosenbrock, an ill-conditioned quadratic and an MLP, every "
         "max_iter/history_size/line search (float64, rtol 1e-9 but for ten chaotic or "
         "cancelling configurations, 1e-8 to 1e-5, listed in `tests/test_lbfgs.py`); jit-safe",
-    ),
-    "Muon": (
-        "{func}`gx.muon <gradtx.muon>`; the usual recipe (Muon on hidden matrices, AdamW on "
-        "the rest): {func}`gx.muon_with_adamw <gradtx.muon_with_adamw>`",
-        "equal step for step (float64, rtol 1e-9, every argument, Newton–Schulz in bfloat16 "
-        "as torch runs it; `tests/test_muon.py`); not yet in the registry's generic matrix, "
-        "whose test trees hold vectors and scalars",
     ),
 }
 

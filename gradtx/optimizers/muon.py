@@ -55,6 +55,7 @@ ADJUST_LR_FN = FixedArgument(
     checker=_ortho.check_adjust_lr_fn,
     text="None, 'original' or 'match_rms_adamw'",
     refused=("adamw", "Original"),
+    none_allowed=True,
 )
 
 _NOT_A_MATRIX_HINT = (

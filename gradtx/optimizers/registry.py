@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+
 from gradtx.core import GradientTransformation, ScalarOrSchedule
 from gradtx.hyperparams.declarations import (
     CLOSED_UNIT_INTERVAL,
@@ -28,6 +30,7 @@ from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
+from gradtx.optimizers.muon import muon
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.sgd import sgd
@@ -65,6 +68,12 @@ class OptimizerInfo:
         torch_state_kept: ``(torch key, parameter shape) -> bool``, whether torch keeps that
             key for a parameter of that shape (Adafactor: ``row_var``/``col_var`` for
             matrices, ``variance`` otherwise); by default every key for every parameter.
+        fixed: arguments every construction in the tests passes (:meth:`build`), and torch's
+            constructor too: L-BFGS is checked with ``max_iter=1``, the one setting in which a
+            step needs nothing but the gradients.
+        params_like: turns a test tree into one the optimizer accepts, keeping its structure,
+            leaf names and values (Muon takes matrices only: every other leaf is reshaped
+            into one by :func:`as_matrices`); by default the tree itself.
     """
 
     name: str
@@ -79,6 +88,12 @@ class OptimizerInfo:
     torch_state: Mapping[str, str] = dataclasses.field(default_factory=dict)
     torch_group: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     torch_state_kept: Callable[[str, tuple[int, ...]], bool] = lambda key, shape: True
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    params_like: Callable[[Any], Any] = lambda tree: tree
+
+    def build(self, **kwargs: Any) -> GradientTransformation:
+        """The optimizer with ``kwargs`` and the :attr:`fixed` arguments."""
+        return self.factory(**{**self.fixed, **kwargs})
 
     @property
     def declarations(self) -> Mapping[str, Hyperparam]:
@@ -102,6 +117,7 @@ class OptimizerInfo:
         ``nu_dtype``) have no torch counterpart: torch keeps each state in its parameter's
         dtype, which is gradtx's default."""
         out = dict(self.torch_extra)
+        kwargs = {**self.fixed, **kwargs}
         paired = {name for pair in TORCH_PAIRS.values() for name in pair}
         for key, value in kwargs.items():
             if key in paired or key.endswith("_dtype"):
@@ -149,6 +165,22 @@ def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
 
 # torch's Adam and AdamW state: key -> gradtx entry (max_exp_avg_sq with amsgrad only).
 _ADAM_STATE = {"step": "count", "exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max"}
+
+
+def as_matrices(tree):
+    """Every leaf of ``tree`` as a matrix with the same entries: a scalar as ``(1, 1)``, a
+    vector as one row, a higher-dimensional array with its trailing axes flattened."""
+    import numpy as np  # NumPy or JAX leaves alike; the test trees are NumPy
+
+    def matrix(leaf):
+        shape = np.shape(leaf)
+        if len(shape) == 2:
+            return leaf
+        if len(shape) > 2:  # sizes given: -1 beside a 0 is ambiguous
+            return leaf.reshape(shape[0], int(np.prod(shape[1:])))
+        return leaf.reshape(1, -1) if len(shape) else leaf.reshape(1, 1)
+
+    return jax.tree_util.tree_map(matrix, tree)
 
 
 def _nesterov_ok(kw) -> bool:
@@ -444,6 +476,24 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         torch_state_kept=lambda key, shape: (
             key not in ("row_var", "col_var", "variance") or (key == "variance") == (len(shape) < 2)
         ),
+    ),
+    OptimizerInfo(
+        name="muon",
+        factory=muon,
+        torch_class="Muon",
+        torch_names={"learning_rate": "lr"},
+        torch_state={"momentum_buffer": "momentum_buffer"},
+        grid={
+            "learning_rate": [1e-3, 0.02],
+            "weight_decay": [0.0, 0.1],
+            "momentum": [0.0, 0.5, 0.95],
+            "nesterov": [False, True],
+            "eps": [1e-7, 0.1],
+            "ns_steps": [1, 5],
+            "adjust_lr_fn": [None, "original", "match_rms_adamw"],
+        },
+        example={"learning_rate": 0.02},
+        params_like=as_matrices,
     ),
     # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
     # checks them against NumPy implementations of their papers over this grid.

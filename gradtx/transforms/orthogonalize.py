@@ -305,6 +305,8 @@ def muon_lr_ratio(shape: Sequence[int], adjust_lr_fn: str | None = None) -> floa
     rows, cols = (int(n) for n in tuple(shape)[:2])
     if adjust_lr_fn == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
+    if cols == 0:  # an empty matrix: no update to scale (torch divides by zero here)
+        return 1.0
     return math.sqrt(max(1, rows / cols))
 
 
