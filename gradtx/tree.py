@@ -109,8 +109,10 @@ def check_match(
 
 def check_params(params: PyTree, updates: PyTree, *, name: str) -> None:
     """For a transformation called ``name`` that needs the parameters: raises ``ValueError``
-    when ``params`` is None, or names the first path where it does not match ``updates``."""
-    if params is None:
+    when ``params`` is None (unless ``updates`` is too: a mask that leaves out a whole tree
+    that is one array passes None for both), or names the first path where it does not match
+    ``updates``."""
+    if params is None and updates is not None:
         raise ValueError(f"{name} needs the parameters: call update(updates, state, params).")
     check_match(params, updates, reference_name="params", other_name="updates")
 

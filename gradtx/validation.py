@@ -87,6 +87,17 @@ def check_bool(name: str, value) -> None:
         raise TypeError(f"`{name}` must be a bool, got {value!r}.")
 
 
+def check_choice(name: str, value, choices: tuple) -> str | None:
+    """One of the strings (or None) in ``choices``: ``ValueError`` naming ``name`` for another
+    string, ``TypeError`` for anything else."""
+    allowed = ", ".join("None" if c is None else repr(c) for c in choices)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    return value
+
+
 def check_state_dtype(name: str, dtype):
     """A state dtype argument (``mu_dtype``, ``nu_dtype``, ...): None (the parameters' dtype)
     or a floating-point dtype, returned as a NumPy dtype."""

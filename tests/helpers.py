@@ -52,7 +52,8 @@ def torch_step(torch, opt) -> None:
     """``opt.step()`` for an optimizer fed dense ``.grad`` tensors, as each torch class needs
     it: SparseAdam gets the sparse form of each gradient (rows along axis 0 that are entirely
     zero left out, as an ``nn.Embedding(sparse=True)`` gives them), LBFGS a closure (its first
-    evaluation is the gradient already set; with ``max_iter=1`` it evaluates nothing more)."""
+    evaluation is the gradient already set and a NaN loss; with ``max_iter=1`` it evaluates
+    nothing more)."""
     if isinstance(opt, torch.optim.SparseAdam):
         for group in opt.param_groups:
             for p in group["params"]:
@@ -60,21 +61,27 @@ def torch_step(torch, opt) -> None:
                     p.grad = p.grad.to_sparse(sparse_dim=min(1, p.grad.dim()))
         opt.step()
     elif isinstance(opt, torch.optim.LBFGS):
-        opt.step(lambda: torch.zeros(()))
+        # A NaN loss: gradtx's update, given no value, records NaN as the previous loss.
+        opt.step(lambda: torch.full((), float("nan")))
     else:
         opt.step()
 
 
 def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], params, grads):
-    """Parameters after each step of ``torch.optim.<info.torch_class>``: a list of dicts."""
+    """Parameters after each step of ``torch.optim.<info.torch_class>``: a list of dicts.
+    Real leaves become float64 tensors, complex ones complex128."""
     keys = sorted(params)
-    tensors = [torch.tensor(np.asarray(params[k]), dtype=torch.float64, requires_grad=True)
-               for k in keys]
+
+    def tensor(x):
+        x = np.asarray(x)
+        return torch.tensor(x.astype(np.complex128 if np.iscomplexobj(x) else np.float64))
+
+    tensors = [tensor(params[k]).requires_grad_() for k in keys]
     opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
     traj = []
     for g in grads:
-        for tensor, k in zip(tensors, keys, strict=True):
-            tensor.grad = torch.tensor(np.asarray(g[k]), dtype=torch.float64)
+        for t, k in zip(tensors, keys, strict=True):
+            t.grad = tensor(g[k])
         torch_step(torch, opt)
         traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
     return traj

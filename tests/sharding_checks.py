@@ -227,7 +227,7 @@ def sharded_run(opt_key: str, mesh, specs, *, step: bool = True, free: bool = Fa
 # --- the optimizers under test ---------------------------------------------------------------
 
 BUILDERS: dict[str, Callable[[], gx.GradientTransformation]] = {
-    info.name: functools.partial(lambda info: info.factory(**info.example), info)
+    info.name: functools.partial(lambda info: info.build(**info.example), info)
     for info in OPTIMIZERS
 }
 PARAMS_LIKE = {info.name: info.params_like for info in OPTIMIZERS}

@@ -142,7 +142,7 @@ def test_grid_matches_numpy_reference(info, static):
     hyper = {k: jnp.asarray([p[k] for p in points], jnp.float64) for k in numeric}
 
     def run(hp):
-        return helpers.run_scan(info.factory(**hp, **static), PARAMS, GRADS_STACKED)
+        return helpers.run_scan(info.build(**hp, **static), PARAMS, GRADS_STACKED)
 
     traj = jax.jit(jax.vmap(run))(hyper)
     for i, point in enumerate(points):
@@ -156,7 +156,7 @@ def test_defaults_and_example_match_numpy_with_python_floats(name):
     info = registry.get(name)
     for kwargs in ({}, dict(info.example)):
         want = numpy_trajectory(REFERENCES[name], PARAMS, GRADS, **kwargs)
-        assert_trajectories_close(helpers.run_steps(info.factory(**kwargs), PARAMS, GRADS),
+        assert_trajectories_close(helpers.run_steps(info.build(**kwargs), PARAMS, GRADS),
                                   want, f"{name}({kwargs}) eager")
 
 

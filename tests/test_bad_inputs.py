@@ -22,6 +22,7 @@ import pytest
 import gradtx as gx
 from gradtx.optimizers import registry
 from gradtx.optimizers.registry import OPTIMIZERS
+from tests import helpers
 
 BY_NAME = {"ids": lambda info: info.name}
 MODES = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
@@ -114,11 +115,11 @@ def test_numeric_hyperparameters_refuse_bad_values_by_name(info, name):
     pattern = f"`{name}`"
     for bad in _out_of_range(info.declarations[name]) + info.declarations[name].invalid_values():
         with pytest.raises(ValueError, match=pattern):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
     wrong = WRONG_TYPES + (() if info.declarations[name].none_allowed else (None,))
     for bad in wrong:
         with pytest.raises(TypeError, match=pattern):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
 
 
 def test_a_bool_that_slipped_position_is_refused():
@@ -130,14 +131,14 @@ def test_a_bool_that_slipped_position_is_refused():
 def test_switches_refuse_anything_but_a_python_bool(info, name):
     for bad in ("yes", 1, 0, None, jnp.asarray(True)):
         with pytest.raises(TypeError, match=f"`{name}`"):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
 
 
 @pytest.mark.parametrize(("info", "name"), _arguments("dtype"))
 def test_state_dtypes_refuse_non_floating_dtypes(info, name):
     for bad in (jnp.int32, jnp.bool_, jnp.complex64, "not-a-dtype", 3):
         with pytest.raises(TypeError, match=f"`{name}`"):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
 
 
 @pytest.mark.parametrize(("info", "name"), _arguments("int"))
@@ -146,11 +147,12 @@ def test_static_ints_refuse_anything_but_a_positive_whole_number(info, name):
     TypeError. Both name the argument; a whole float (2.0) is read as an int."""
     for bad in (0, -1, 2.5, math.nan, math.inf, np.float64(0.5)):
         with pytest.raises(ValueError, match=f"`{name}`"):
-            info.factory(**{name: bad})
-    for bad in ("5", True, None, [5], jnp.asarray([5])):
+            info.build(**{name: bad})
+    none_ok = info.declarations[name].none_allowed  # L-BFGS's max_eval: None derives it
+    for bad in ("5", True, *([] if none_ok else [None]), [5], jnp.asarray([5])):
         with pytest.raises(TypeError, match=f"`{name}`"):
-            info.factory(**{name: bad})
-    info.factory(**{name: 2.0})
+            info.build(**{name: bad})
+    info.build(**{name: 2.0})
 
 
 @pytest.mark.parametrize(("info", "name"), _arguments("fixed"))
@@ -164,12 +166,12 @@ def test_fixed_arguments_refuse_bad_values_and_traced_ones_by_name(info, name):
     pattern = f"`{name}`"
     for bad in declaration.invalid_values():
         with pytest.raises(ValueError, match=pattern):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
     for bad in ({"value": 0.1}, True, False, 1 + 1j, object()):
         with pytest.raises(TypeError, match=pattern):
-            info.factory(**{name: bad})
+            info.build(**{name: bad})
     with pytest.raises(TypeError, match=pattern):
-        jax.jit(lambda x: info.factory(**{name: x}))(jnp.asarray([3.0, -4.0, 2.0]))
+        jax.jit(lambda x: info.build(**{name: x}))(jnp.asarray([3.0, -4.0, 2.0]))
     default = inspect.signature(info.factory).parameters[name].default
     assert declaration.check(name, default) == default
 
@@ -177,12 +179,12 @@ def test_fixed_arguments_refuse_bad_values_and_traced_ones_by_name(info, name):
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_a_torch_style_argument_name_is_refused(info):
     with pytest.raises(TypeError, match="'lr'"):
-        info.factory(lr=0.1)
+        info.build(lr=0.1)
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_set_hyperparam_refuses_bad_values_by_name(info):
-    state = info.factory(**info.example).init(info.params_like({"w": jnp.ones(3)}))
+    state = info.build(**info.example).init(info.params_like({"w": jnp.ones(3)}))
     assert "learning_rate" in state.hyperparams
     for name in state.hyperparams:
         minus_one = (-1.0,) if _out_of_range(info.declarations[name]) == OUT_OF_RANGE else ()
@@ -202,7 +204,7 @@ def test_set_hyperparam_refuses_bad_values_by_name(info):
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_nested_mismatches_name_the_nested_path(info, jit):
     params = _params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     update = _update_fn(opt, jit)
     grads = _grads(params, 1)[0]
@@ -218,16 +220,25 @@ def test_nested_mismatches_name_the_nested_path(info, jit):
         update(_with_w(grads, None), state, params)
 
 
+# One state over the flat vector of all parameters (torch's LBFGS layout): a state for another
+# total size is refused by its size, not a path; a tree of the same sizes renamed is not noticed.
+FLAT_STATE = {"lbfgs"}
+
+
 @MODES
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_a_state_made_for_other_parameters_names_the_path(info, jit):
     """Gradients and parameters that agree with each other but not with the state ``init``
     built: the state's per-parameter entries name the path."""
     params = _params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     update = _update_fn(opt, jit)
     other = _with_w(params, jnp.ones((5, 3)))
+    if info.name in FLAT_STATE:
+        with pytest.raises(ValueError, match=r"made for other parameters.*init\(params\)"):
+            update(_grads(other, 1)[0], state, other)
+        return
     with pytest.raises(ValueError, match=W):
         update(_grads(other, 1)[0], state, other)
     renamed = {**params, "layer": {"v": params["layer"]["w"], "b": params["layer"]["b"]}}
@@ -248,7 +259,7 @@ BAD_GRADIENT_KINDS = {
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_a_gradient_of_another_kind_names_the_path(info, kind, jit):
     params = _params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     grads = _grads(params, 1)[0]
     bad = _with_w(grads, BAD_GRADIENT_KINDS[kind](grads["layer"]["w"]))
@@ -262,7 +273,7 @@ WRAPPERS = {"lookahead_sgd", "param_average_adam"}  # they refuse a call without
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_integer_gradients_without_params_name_the_path(info):
     params = _params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     grads = _grads(params, 1)[0]
     bad = _with_w(grads, grads["layer"]["w"].astype(jnp.int32))
     error, pattern = (
@@ -277,7 +288,7 @@ def test_integer_gradients_without_params_name_the_path(info):
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_integer_and_bool_parameters_are_refused_by_path(info, dtype):
     params = _params(info, layer={"step": jnp.zeros((), dtype)})
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     for init in (opt.init, jax.jit(opt.init)):
         with pytest.raises(TypeError, match=r"\['layer'\]\['step'\].*set_to_zero"):
             init(params)
@@ -290,7 +301,7 @@ def test_the_suggested_remedy_for_integer_leaves_works(info):
     params = _params(info, top={"step": jnp.asarray(7, jnp.int32)})
     labels = tree_map(lambda p: "frozen" if p.dtype == jnp.int32 else "train", params)
     opt = gx.multi_transform(
-        {"train": info.factory(**info.example), "frozen": gx.set_to_zero()}, labels
+        {"train": info.build(**info.example), "frozen": gx.set_to_zero()}, labels
     )
     state = opt.init(params)
     grads = {**_grads(params, 1)[0], "step": jnp.ones_like(params["step"])}
@@ -312,7 +323,7 @@ def test_another_float_width_is_cast_to_the_parameter_dtype(info, param_dtype, g
     the parameters' dtype beforehand: same updates (in the parameters' dtype), same state."""
     params = _params(info, param_dtype)
     grads = _grads(_params(info, grad_dtype), 3)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
 
     def run(gs):
         # Op by op (an eager update is otherwise one compiled program, whose fusions may differ
@@ -353,7 +364,7 @@ def test_non_finite_gradients_propagate_by_default(info, bad_value):
     reaches the state and, except for sign-based steps, the parameter. Other leaves take
     exactly the step they take without the bad leaf."""
     params = _params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     step = jax.jit(opt.update)
     state = opt.init(params)
     first, second = _grads(params, 2)
@@ -372,9 +383,36 @@ def test_non_finite_gradients_propagate_by_default(info, bad_value):
     else:
         assert _finite(new["layer"]["w"]) == (info.name in SIGN_BASED)
 
+    if info.name in FLAT_STATE:  # every leaf's step depends on every gradient: see below
+        return
     clean_updates, _ = step(_with_w(second, jnp.zeros_like(w)), state, params)
     np.testing.assert_array_equal(bad_updates["layer"]["b"], clean_updates["layer"]["b"])
     np.testing.assert_array_equal(bad_updates["head"], clean_updates["head"])
+
+
+@pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", sorted(FLAT_STATE))
+def test_non_finite_gradients_in_a_flat_step_match_torch(name, bad_value, torch_float64):
+    """L-BFGS steps along one direction over all parameters, so a non-finite entry reaches
+    the other leaves too: exactly as in torch (NaN where torch has NaN), jitted and eager."""
+    info = registry.get(name)
+    params = _params(info)
+    first, second = _grads(params, 2)
+    grads = [first, _with_w(second, second["layer"]["w"].at[1, 2].set(bad_value))]
+
+    def flat(tree):  # torch's parameters in tree_leaves order
+        return {f"{i:02d}": np.asarray(x) for i, x in enumerate(tree_leaves(tree))}
+
+    want = helpers.torch_trajectory(torch_float64, info, info.example, flat(params),
+                                    [flat(g) for g in grads])
+    opt = info.build(**info.example)
+    for got in (helpers.run_steps(opt, params, grads),
+                jax.jit(helpers.run_scan, static_argnums=0)(opt, params, helpers.stack(grads))):
+        for t in range(2):
+            step = flat(tree_map(lambda x, t=t: x[t], got))
+            for key, value in want[t].items():
+                np.testing.assert_allclose(step[key], value, rtol=1e-9, atol=1e-12,
+                                           equal_nan=True, err_msg=f"step {t + 1}, leaf {key}")
 
 
 @MODES
@@ -387,7 +425,7 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
     good = _grads(params, 4)
     nan = _with_w(good[0], good[0]["layer"]["w"].at[0, 0].set(math.nan))
     inf = {**good[1], "head": jnp.full_like(good[1]["head"], math.inf)}
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     guarded = gx.apply_if_finite(opt, max_consecutive_errors=2)
     step, guarded_step = _update_fn(opt, jit), _update_fn(guarded, jit)
 
@@ -449,19 +487,6 @@ def _gradtx_run(opt, params, grads):
     return traj, state
 
 
-def _torch_complex_run(torch, info, kwargs, params, grads):
-    keys = sorted(params)
-    tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in keys]
-    opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
-    traj = []
-    for g in grads:
-        for tensor, k in zip(tensors, keys, strict=True):
-            tensor.grad = torch.tensor(np.asarray(g[k]))
-        opt.step()
-        traj.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
-    return traj
-
-
 def _complex_configs(info):
     """The registry's example, then every switch on with weight decay and momentum."""
     loaded = dict(info.example)
@@ -487,8 +512,8 @@ def test_complex_parameters_match_torch(info, torch_float64):
     configs = _complex_configs(info)
     assert len(configs) == 2
     for kwargs in configs:
-        ours, _ = _gradtx_run(info.factory(**kwargs), params, grads)
-        theirs = _torch_complex_run(torch_float64, info, kwargs, params, grads)
+        ours, _ = _gradtx_run(info.build(**kwargs), params, grads)
+        theirs = helpers.torch_trajectory(torch_float64, info, kwargs, params, grads)
         for step, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             for k in params:
                 assert a[k].dtype == jnp.complex128
@@ -511,7 +536,7 @@ def test_complex_parameters_are_pairs_of_reals(info):
     complex norms."""
     params = _complex_params(info)
     grads = _complex_grads(params, 8)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     ours, state = _gradtx_run(opt, params, grads)
     real, real_state = _gradtx_run(opt, _stacked(params), [_stacked(g) for g in grads])
     for a, b in zip(ours, real, strict=True):
@@ -531,7 +556,7 @@ def test_complex_parameters_are_pairs_of_reals(info):
 @pytest.mark.parametrize("name", REAL_ONLY)
 def test_real_only_optimizers_refuse_complex_parameters_by_path(name):
     info = registry.get(name)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     params = _params(info, top={"z": jnp.ones((2, 2), jnp.complex64)})
     with pytest.raises(TypeError, match=rf"{name} does not support.*\['z'\]"):
         opt.init(params)
@@ -543,7 +568,7 @@ def test_real_only_optimizers_refuse_complex_parameters_by_path(name):
 @pytest.mark.parametrize("info", [i for i in OPTIMIZERS if i.name not in REAL_ONLY], **BY_NAME)
 def test_a_real_gradient_for_a_complex_parameter_names_the_path(info):
     params = _complex_params(info)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     grads = _complex_grads(params, 1)[0]
     with pytest.raises(TypeError, match=r"\['w'\].*complex128"):
         opt.update({**grads, "w": grads["w"].real}, opt.init(params), params)

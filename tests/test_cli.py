@@ -15,10 +15,11 @@ import jax
 import numpy as np
 import pytest
 
+import gradtx as gx
 from gradtx.cli import build_parser, main
 from gradtx.compare import digits, presets
 from gradtx.compare.tasks import TASKS
-from gradtx.compare.train import RunResult
+from gradtx.compare.train import RunResult, train
 from gradtx.core import GradientTransformation
 from gradtx.optimizers import registry
 
@@ -90,7 +91,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def test_out_for_a_classifier_writes_png_csv_json(tmp_path, capsys):
     out = tmp_path / "nested" / "run"  # created on demand
-    steps, names = 30, ["sgd", "adam"]
+    steps, names = 30, ["sgd", "adam", "muon"]
     argv = ["--task", "mlp-digits", "--steps", str(steps), "--optimizers", ",".join(names)]
     assert main([*argv, "--seed", "3", "--out", str(out)]) == 0
     assert str(out / "curves.png") in capsys.readouterr().out
@@ -172,8 +173,43 @@ def test_every_name_resolves_on_every_task():
     assert set(presets.REGISTRY_LEARNING_RATES) <= set(registry.names())
     for rates in [*presets.REGISTRY_LEARNING_RATES.values()]:
         assert set(rates) == set(TASKS)
-    for preset in presets.PRESETS.values():
+    assert set(presets.REGISTRY_PRESETS) <= set(registry.names())
+    assert not set(presets.REGISTRY_PRESETS) & set(presets.DEFAULT_OPTIMIZERS)
+    for preset in [*presets.PRESETS.values(), *presets.REGISTRY_PRESETS.values()]:
         assert set(preset.learning_rates) == set(TASKS)
+        assert set(preset.per_task) <= set(TASKS)
+
+
+def _muon_state(task: str):
+    return presets.resolve("muon", task).build().init(TASKS[task].build(0).params)
+
+
+def test_muon_is_the_recipe_with_the_adamw_preset_for_the_rest():
+    adamw = presets.resolve("adamw", "mlp-digits").hyperparameters
+    muon = presets.resolve("muon", "mlp-digits").hyperparameters
+    assert muon["adamw_learning_rate"] == adamw["learning_rate"]
+    assert muon["adamw_weight_decay"] == adamw["weight_decay"]
+    # On the MLP, Muon takes the hidden layer's matrix (its momentum buffer), AdamW the rest:
+    # the biases and the output layer, a head (its key "out" is not in NON_MUON_NAMES).
+    state = _muon_state("mlp-digits")
+    buffer, mu = gx.tree_get(state, "momentum_buffer"), gx.tree_get(state, "mu")
+    assert buffer["hidden"]["w"].shape == (64, 128) and mu["hidden"]["w"] is None
+    for leaf in [("hidden", "b"), ("out", "w"), ("out", "b")]:
+        assert buffer[leaf[0]][leaf[1]] is None and mu[leaf[0]][leaf[1]] is not None, leaf
+    # On the CNN, nothing is a hidden matrix: 4-D kernels, biases, the output layer.
+    buffer = gx.tree_get(_muon_state("cnn-digits"), "momentum_buffer")
+    assert all(leaf is None for leaf in jax.tree.leaves(buffer, is_leaf=lambda x: x is None))
+
+
+@pytest.mark.parametrize("task, steps", [("rosenbrock", 30), ("quadratic", 30), ("cnn-digits", 3)])
+def test_muon_trains_as_adamw_where_no_leaf_is_a_hidden_matrix(task, steps):
+    # rosenbrock and quadratic have one 1-D point; the CNN has no hidden matrix (see above).
+    t = TASKS[task].build(0)
+    runs = []
+    for name in ["adamw", "muon"]:
+        resolved = presets.resolve(name, task)
+        runs.append(train(t, name, resolved.build(), resolved.hyperparameters, steps))
+    assert runs[0].losses == runs[1].losses and runs[0].final_loss == runs[1].final_loss
 
 
 def test_presets_mean_what_they_say():

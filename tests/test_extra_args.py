@@ -80,7 +80,7 @@ def test_every_registry_optimizer_accepts_extra_args():
     from gradtx.optimizers.registry import OPTIMIZERS
 
     for info in OPTIMIZERS:
-        opt = info.factory(**info.example)
+        opt = info.build(**info.example)
         params, grads = info.params_like(PARAMS), info.params_like(GRADS)
         plain, _ = opt.update(grads, opt.init(params), params)
         extra, _ = opt.update(grads, opt.init(params), params, value=1.0, grad=grads)

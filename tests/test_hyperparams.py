@@ -30,7 +30,7 @@ def _like(info, tree):
 def test_every_numeric_argument_is_readable(info):
     kwargs = {k: v[-1] for k, v in info.grid.items()}
     kwargs = kwargs if info.constraint(kwargs) else dict(info.example)
-    state = info.factory(**kwargs).init(_like(info, PARAMS))
+    state = info.build(**kwargs).init(_like(info, PARAMS))
     for name, value in kwargs.items():
         if not info.declarations[name].live:  # switches, strings, counts: fixed at build time
             continue
@@ -39,7 +39,7 @@ def test_every_numeric_argument_is_readable(info):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_unknown_name_lists_the_known_ones(info):
-    state = info.factory().init(_like(info, PARAMS))
+    state = info.build().init(_like(info, PARAMS))
     with pytest.raises(KeyError, match="no hyperparameter 'lr'.*learning_rate"):
         gx.get_hyperparam(state, "lr")
     with pytest.raises(KeyError, match="known: .*learning_rate"):
@@ -67,7 +67,7 @@ def test_setting_a_scheduled_value_makes_it_constant():
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_setting_a_value_does_not_recompile_a_jitted_step(info):
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
 
     @jax.jit
     def step(params, state, grads):
@@ -138,7 +138,7 @@ def test_changed_value_matches_torch_param_groups(info, ours, theirs, torch_floa
     if info.name in ("sgd", "rmsprop"):
         kwargs["momentum"] = 0.9
     expected = _torch_with_change(torch_float64, info, kwargs, 20, theirs)
-    got = _gradtx_with_change(info, info.factory(**kwargs), 20, ours)
+    got = _gradtx_with_change(info, info.build(**kwargs), 20, ours)
     for t, (want, have) in enumerate(zip(expected, got, strict=True)):
         for key in PARAMS:
             np.testing.assert_allclose(have[key], want[key], rtol=1e-9, atol=1e-12,

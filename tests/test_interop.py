@@ -25,7 +25,7 @@ def test_flax_train_state_matches_a_manual_loop(info):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3)))
     y = x @ jnp.asarray([1.0, -2.0, 0.5]) + 0.3
     params = info.params_like({"w": jnp.zeros(3), "b": jnp.zeros(())})
-    tx = info.factory(**info.example)
+    tx = info.build(**info.example)
 
     ts = train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
     manual, opt_state = params, tx.init(params)
@@ -69,7 +69,7 @@ def test_state_round_trips_through_flax_serialization(info):
     from flax import serialization
 
     params = info.params_like({"w": jnp.arange(3.0), "b": jnp.ones(())})
-    tx = info.factory(**info.example)
+    tx = info.build(**info.example)
     state = tx.init(params)
     for i in range(3):
         grads = info.params_like({"w": jnp.ones(3) * i, "b": jnp.ones(())})

@@ -671,7 +671,6 @@ def test_history_helpers_round_trip():
     ("kwargs", "name"),
     [
         (dict(line_search_fn="wolfe"), "line_search_fn"),
-        (dict(line_search_fn=1), "line_search_fn"),
         (dict(learning_rate=-1.0), "learning_rate"),
         (dict(max_iter=0), "max_iter"),
         (dict(max_iter=2.5), "max_iter"),
@@ -684,6 +683,11 @@ def test_history_helpers_round_trip():
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         lbfgs(**kwargs)
+
+
+def test_a_line_search_fn_that_is_not_a_string_is_a_type_error():
+    with pytest.raises(TypeError, match="line_search_fn"):
+        lbfgs(line_search_fn=1)
 
 
 @pytest.mark.parametrize(

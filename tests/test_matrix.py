@@ -31,7 +31,7 @@ def _invalid_cases():
 @pytest.mark.parametrize(("info", "kwargs", "argument"), list(_invalid_cases()))
 def test_invalid_hyperparameter_raises_naming_it(info, kwargs, argument):
     with pytest.raises(ValueError, match=argument):
-        info.factory(**kwargs)
+        info.build(**kwargs)
 
 
 def _numeric_invalid_cases():
@@ -47,7 +47,7 @@ def test_invalid_values_are_accepted_when_traced(info, kwargs, argument):
     params = _like(info, {"w": jnp.ones(3)})
 
     def step(hyper):
-        opt = info.factory(**hyper)
+        opt = info.build(**hyper)
         updates, _ = opt.update(_like(info, {"w": jnp.ones(3)}), opt.init(params), params)
         return updates
 
@@ -64,7 +64,7 @@ def _random_grads(params, steps, seed=3):
 def test_jit_equals_eager(info):
     params = _like(info, helpers.make_params())
     grads = _random_grads(params, 8)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     eager = helpers.run_steps(opt, params, grads)
     step = jax.jit(opt.update)
     state, p, traj = opt.init(params), params, []
@@ -85,7 +85,7 @@ DTYPES = [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64]
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_dtypes_are_preserved(info, dtype):
     params = _like(info, {"w": jnp.full((4, 3), 0.5, dtype), "b": jnp.zeros((3,), dtype)})
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     state_dtypes = [x.dtype for x in jax.tree_util.tree_leaves(state)]
     step = jax.jit(opt.update)
@@ -115,7 +115,7 @@ ODD_TREES = {
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_odd_trees(info, tree):
     tree = _like(info, tree)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(tree)
     grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.25), tree)
     for update in (opt.update, jax.jit(opt.update)):
@@ -133,7 +133,7 @@ def test_odd_trees(info, tree):
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_state_is_a_pytree_of_arrays(info):
-    state = info.factory(**info.example).init(_like(info, helpers.make_params()))
+    state = info.build(**info.example).init(_like(info, helpers.make_params()))
     leaves = jax.tree_util.tree_leaves(state)
     assert all(isinstance(x, jax.Array) for x in leaves)
 
@@ -142,7 +142,7 @@ def test_state_is_a_pytree_of_arrays(info):
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 def test_mismatched_gradient_tree_names_the_path(info, jit):
     params = _like(info, {"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     update = jax.jit(opt.update) if jit else opt.update
 
@@ -162,7 +162,7 @@ def test_mismatched_tree_without_params_is_caught_by_state_or_apply(info):
     """Without ``params`` in update, per-parameter state or ``apply_updates`` names the path
     (or, for an optimizer that needs the parameters, the error says so)."""
     params = _like(info, {"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
     state = opt.init(params)
     with pytest.raises(ValueError, match=r"\['w'\]|needs the parameters"):
         updates, _ = opt.update(_like(info, {"w": jnp.ones((4, 4)), "b": jnp.ones(3)}), state)
@@ -177,7 +177,7 @@ def test_vmap_over_learning_rate_equals_a_loop(info):
     kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
 
     def run(lr):
-        return helpers.run_steps(info.factory(learning_rate=lr, **kwargs), params, grads)
+        return helpers.run_steps(info.build(learning_rate=lr, **kwargs), params, grads)
 
     batched = jax.vmap(run)(lrs)
     for i, lr in enumerate([1e-3, 1e-2, 0.1]):
@@ -193,7 +193,7 @@ def test_update_is_differentiable_in_learning_rate(info):
     kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
 
     def final_sum(lr):
-        traj = helpers.run_steps(info.factory(learning_rate=lr, **kwargs), params, grads)
+        traj = helpers.run_steps(info.build(learning_rate=lr, **kwargs), params, grads)
         return sum(jnp.sum(x[-1]) for x in jax.tree_util.tree_leaves(traj))
 
     lr, h = 0.01, 1e-6
@@ -215,7 +215,7 @@ def _quadratic():
 def test_converges_on_an_ill_conditioned_quadratic(info):
     loss, params = _quadratic()
     params = _like(info, params)
-    opt = info.factory(**info.example)
+    opt = info.build(**info.example)
 
     @jax.jit
     def step(params, state):

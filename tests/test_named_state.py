@@ -369,7 +369,7 @@ def test_every_optimizer_docstring_lists_its_state_names():
         for kwargs in (info.example, {k: v[-1] for k, v in info.grid.items()}):
             if info.constraint(kwargs):
                 params = info.params_like(_PARAMS)
-                _field_names(info.factory(**kwargs).init(params).inner_state, names)
+                _field_names(info.build(**kwargs).init(params).inner_state, names)
         doc = info.factory.__doc__
         for name in names:
             assert f"``{name}``" in doc, f"{info.name}'s docstring does not name ``{name}``"

@@ -66,11 +66,11 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
 
     if mode == "jit":
         def run(hp):
-            return helpers.run_scan(info.factory(**hp, **static), params, grads_stacked)
+            return helpers.run_scan(info.build(**hp, **static), params, grads_stacked)
         traj = jax.jit(jax.vmap(run))(hyper)
     else:
         def run(hp):
-            return helpers.run_steps(info.factory(**hp, **static), params, grads)
+            return helpers.run_steps(info.build(**hp, **static), params, grads)
         traj = jax.vmap(run)(hyper)
 
     for i, point in enumerate(points):
@@ -95,7 +95,7 @@ def test_python_floats_match_torch(info, kwargs, torch_float64):
     """Hyperparameters as plain Python numbers: the path most users take."""
     params, grads, grads_stacked = _data(info.name)
     expected = helpers.torch_trajectory(torch_float64, info, kwargs, params, grads)
-    opt = info.factory(**kwargs)
+    opt = info.build(**kwargs)
     _assert_matches(expected, helpers.run_steps(opt, params, grads), None, kwargs)
     compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(params, grads_stacked)
     _assert_matches(expected, compiled, None, kwargs)
@@ -125,7 +125,7 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
         sched.step()
         expected.append({k: t.detach().numpy().copy() for k, t in zip(keys, tensors, strict=True)})
 
-    opt = info.factory(learning_rate=lambda count: base * factor(count))
+    opt = info.build(learning_rate=lambda count: base * factor(count))
     _assert_matches(expected, helpers.run_steps(opt, params, grads), None, "schedule")
     compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(params, grads_stacked)
     _assert_matches(expected, compiled, None, "schedule")

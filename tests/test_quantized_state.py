@@ -424,7 +424,7 @@ REGISTRY_PARAMS = {"w": f32((2000,), 10), "m": f32((4, 5), 11), "s": f32((), 12)
 
 @pytest.mark.parametrize("info", OPTIMIZERS, ids=lambda info: info.name)
 def test_wraps_every_registry_optimizer(info):
-    inner = info.factory(**info.example)
+    inner = info.build(**info.example)
     opt = quantize_state(inner, min_size=1000, block_size=128)
     params = info.params_like(REGISTRY_PARAMS)  # Muon: the same entries as matrices
     rng = np.random.default_rng(13)
@@ -456,7 +456,10 @@ def test_wraps_every_registry_optimizer(info):
     assert len(quantized_leaves(state)) == n_quantized
     for a, b in zip(tree_leaves(first_updates), tree_leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
-    assert all(np.all(np.isfinite(x)) for x in tree_leaves((params, state)))
+    # Finite parameters and quantized leaves; the leaves left as they are keep what the inner
+    # optimizer puts there (L-BFGS keeps NaN as its previous loss when given no value).
+    assert all(np.all(np.isfinite(x)) for x in tree_leaves(params))
+    assert all(np.all(np.isfinite(q.scales)) for q in quantized_leaves(state))
 
 
 @pytest.mark.parametrize("factory", [gx.adam, gx.sgd])

@@ -31,7 +31,10 @@ NAMES = [info.name for info in OPTIMIZERS]
 # Muon's matrix products) or each row (SparseAdam's test of which rows are present); every other
 # registry entry works elementwise.
 FACTORED = ("adafactor", "adafactor_torch")
-LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam", "muon")
+# L-BFGS keeps torch's layout: one flat vector over all parameters (its direction, history and
+# previous gradient), which a sharded step assembles from every leaf.
+FLAT_STATE = ("lbfgs",)
+LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE)
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
 # reductions split over devices add in another order (measured: at most 8e-7).
@@ -84,6 +87,11 @@ def test_checks_ran_on_eight_devices(results):
 @pytest.mark.parametrize("name", NAMES)
 def test_init_keeps_parameter_sharding(results, name, mesh, mode):
     report = results["meshes"][mesh][name][mode]
+    if name in FLAT_STATE:
+        assert report["checked"] == 0
+        assert {path.rsplit(".", 1)[-1] for path in report["other"]} == {
+            "d", "old_dirs", "old_stps", "ro", "prev_flat_grad"}
+        return
     assert report["checked"] >= 2  # every entry keeps per-parameter state for some leaves
     assert report["mismatched"] == []
     # Only the Adafactors keep non-scalar state of other shapes (their factored statistics).
@@ -144,6 +152,14 @@ def test_muon_step_moves_matrix_pieces_no_larger_than_a_parameter(results, mesh)
              for types in found.values() for t in types
              for dims in re.findall(r"\w+\[([^\]]*)\]", t)]
     assert max(sizes) <= 16 * 8
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_lbfgs_step_gathers_its_flat_vector(results, mesh):
+    """torch's flat layout: the leaves are gathered into one vector and the step is split back;
+    the sharded run still equals the single-device one (test_sharded_runs_equal_...)."""
+    found = communication(results["meshes"][mesh]["lbfgs"])
+    assert "all-gather" in found and "all-reduce" in found
 
 
 @pytest.mark.parametrize("mesh", ONE_AXIS)

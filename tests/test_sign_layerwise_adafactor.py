@@ -211,7 +211,7 @@ def run_jitted(opt, params, grads):
 
 @functools.partial(jax.jit, static_argnames=("name", "static"))
 def _scan_traced(numeric, params, grads_stacked, *, name, static):
-    opt = registry.get(name).factory(**numeric, **dict(static))
+    opt = registry.get(name).build(**numeric, **dict(static))
 
     def step(carry, g):
         params, state = carry
@@ -278,7 +278,7 @@ def test_matches_the_papers_algorithm(name, kwargs, mode):
     if mode == "traced":
         actual = run_traced(name, kwargs, params, grads)
     else:
-        actual = RUNNERS[mode](registry.get(name).factory(**kwargs), params, grads)
+        actual = RUNNERS[mode](registry.get(name).build(**kwargs), params, grads)
     assert_steps_close(actual, expected)
 
 

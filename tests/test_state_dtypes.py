@@ -79,8 +79,8 @@ def test_the_moment_based_optimizers_all_take_state_dtypes():
 def test_bfloat16_moments_are_stored_narrow_and_track_float32(info):
     dtypes = {name: jnp.bfloat16 for name in _dtype_args(info)}
     params = _params()
-    narrow = info.factory(**_kwargs(info, **dtypes))
-    wide = info.factory(**_kwargs(info))
+    narrow = info.build(**_kwargs(info, **dtypes))
+    wide = info.build(**_kwargs(info))
 
     state = narrow.init(params)
     moments = _per_param_leaves(state, params)

@@ -144,7 +144,7 @@ def test_hyperparameters_come_from_the_grid_and_build(info, data):
     for name, values in info.grid.items():
         assert kwargs[name] in values
     assert info.constraint(kwargs)
-    info.factory(**kwargs)  # valid: builds without error
+    info.build(**kwargs)  # valid: builds without error
 
 
 @settings(SETTINGS, max_examples=50)

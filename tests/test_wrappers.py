@@ -165,6 +165,17 @@ def test_masked_prefix_mask_selects_whole_subtrees():
     np.testing.assert_array_equal(out["encoder"]["b"], -np.ones(2))
 
 
+def test_masked_out_single_array_needs_no_parameters():
+    """A mask of False over a tree that is one array leaves the inner transform nothing, not
+    even parameters, so one that needs them (AdamW's weight decay) has nothing to refuse."""
+    x = jnp.ones(2)
+    opt = masked(gx.adamw(0.1), False)
+    out, _ = opt.update(x, opt.init(x), x)
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(ValueError, match="needs the parameters"):
+        gx.adamw(0.1).update(x, gx.adamw(0.1).init(x))
+
+
 def test_masked_errors_name_the_path():
     with pytest.raises(ValueError, match=r"\['b'\]"):
         masked(gx.sgd(0.1), {"w": True, "s": True}).init(PARAMS)

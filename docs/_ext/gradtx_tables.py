@@ -19,9 +19,9 @@ Directives (usable from MyST as ```` ```{name} ````):
     from it, or a gradtx name that does not exist, is a warning.
 ``gradtx-torch-classes``
     Every optimizer class in ``torch.optim`` with its gradtx form, how exactly it is matched
-    and whether the state_dict bridge carries its state: registry entries by their
-    ``torch_class``, other classes from ``TORCH_CLASSES_ELSEWHERE``; a class in neither is a
-    warning.
+    and whether the state_dict bridge carries its state, from the registry entry with that
+    ``torch_class`` (its ``tolerance_note`` where it is not matched to rtol 1e-9 everywhere); a
+    class without one is a warning.
 ``gradtx-hyperparams NAME``
     The arguments of the registry entry ``NAME``, read from its declarations
     (``gradtx.hyperparams.declarations``): default (``inspect.signature``), accepted values
@@ -309,7 +309,7 @@ class TorchOptimizerTable(SphinxDirective):
 
         torch_call = _call(f"torch.optim.{info.torch_class}", info.torch_kwargs(info.example),
                            "params")
-        gx_call = _call(f"gx.{name}", dict(info.example))
+        gx_call = _call(f"gx.{name}", {**info.fixed, **info.example})
         example = nodes.literal_block(
             "", f"{torch_call}\n{gx_call}", language="python", classes=["gradtx-example"]
         )
@@ -362,15 +362,6 @@ GRADTX_ONLY = {
                 "bfloat16, as the default does; `None` keeps the parameter's dtype.",
 }
 
-TORCH_CLASSES_ELSEWHERE: dict[str, tuple[str, str]] = {
-    "LBFGS": (
-        "{func}`gx.lbfgs <gradtx.lbfgs>`: `update(grads, state, params, value=loss, "
-        "value_and_grad_fn=f)` is one `step(closure)`",
-        "equal step for step on Rosenbrock, an ill-conditioned quadratic and an MLP, every "
-        "max_iter/history_size/line search (float64, rtol 1e-9 but for ten chaotic or "
-        "cancelling configurations, 1e-8 to 1e-5, listed in `tests/test_lbfgs.py`); jit-safe",
-    ),
-}
 
 
 class TorchClassesTable(SphinxDirective):
@@ -396,17 +387,13 @@ class TorchClassesTable(SphinxDirective):
         for name in classes:
             info = by_class.get(name)
             if info is not None:
-                tolerance = getattr(info, "tolerance_note", None)
-                status = tolerance or "equal step for step (float64, rtol 1e-9, every argument)"
+                status = (info.tolerance_note
+                          or "equal step for step (float64, rtol 1e-9, every argument)")
                 bridge = "yes" if info.torch_state else "no"
-                rows.append([f"`{name}`", f"{{func}}`gx.{info.name} <gradtx.{info.name}>`",
+                rows.append([f"`{name}`", f"`gx.{info.name}`",
                              status, bridge])
-            elif name in TORCH_CLASSES_ELSEWHERE:
-                gradtx_form, status = TORCH_CLASSES_ELSEWHERE[name]
-                rows.append([f"`{name}`", gradtx_form, status, "no"])
             else:
-                _warn(self, "torch.optim.%s has no registry entry and no line in "
-                      "TORCH_CLASSES_ELSEWHERE (docs/_ext/gradtx_tables.py)", name)
+                _warn(self, "torch.optim.%s has no registry entry", name)
                 rows.append([f"`{name}`", "none yet", "missing", "no"])
         return [_table(["torch.optim", "gradtx", "status", "state_dict bridge"], rows,
                        [16, 30, 40, 14], docname)]

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import live
+from gradtx import live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, ScalarOrSchedule
 from gradtx.hyperparams.declarations import NON_NEGATIVE, PERIOD, FixedArgument
@@ -25,12 +25,9 @@ LINE_SEARCHES = ("strong_wolfe",)
 
 
 def _check_line_search_fn(name: str, value) -> str | None:
-    """None or one of :data:`LINE_SEARCHES`; anything else raises ``ValueError`` naming the
-    argument."""
-    if value is None or (isinstance(value, str) and value in LINE_SEARCHES):
-        return value
-    allowed = [*LINE_SEARCHES, "None"]
-    raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    """None or one of :data:`LINE_SEARCHES`: ``ValueError`` naming the argument for another
+    string, ``TypeError`` for anything else."""
+    return validation.check_choice(name, value, (*LINE_SEARCHES, None))
 
 
 LINE_SEARCH_FN = FixedArgument(

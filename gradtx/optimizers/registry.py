@@ -30,6 +30,7 @@ from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.layerwise import lamb, lars
+from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
@@ -68,6 +69,8 @@ class OptimizerInfo:
         torch_state_kept: ``(torch key, parameter shape) -> bool``, whether torch keeps that
             key for a parameter of that shape (Adafactor: ``row_var``/``col_var`` for
             matrices, ``variance`` otherwise); by default every key for every parameter.
+        tolerance_note: how closely the optimizer is matched, where it is not to rtol 1e-9 on
+            every test (the docs' torch table shows it); None otherwise.
         fixed: arguments every construction in the tests passes (:meth:`build`), and torch's
             constructor too: L-BFGS is checked with ``max_iter=1``, the one setting in which a
             step needs nothing but the gradients.
@@ -88,6 +91,7 @@ class OptimizerInfo:
     torch_state: Mapping[str, str] = dataclasses.field(default_factory=dict)
     torch_group: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     torch_state_kept: Callable[[str, tuple[int, ...]], bool] = lambda key, shape: True
+    tolerance_note: str | None = None
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     params_like: Callable[[Any], Any] = lambda tree: tree
 
@@ -494,6 +498,34 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         },
         example={"learning_rate": 0.02},
         params_like=as_matrices,
+    ),
+    OptimizerInfo(
+        name="lbfgs",
+        factory=lbfgs,
+        torch_class="LBFGS",
+        torch_names={"learning_rate": "lr"},
+        # One iteration per update needs only the gradients (torch's closure is called once,
+        # for them); tests/test_lbfgs.py checks max_iter 5 and 20 and the line search with a
+        # value_and_grad_fn, on real objectives.
+        fixed={"max_iter": 1},
+        tolerance_note=(
+            "equal step for step on Rosenbrock, an ill-conditioned quadratic and an MLP, every "
+            "max_iter/history_size/line search (float64, rtol 1e-9 but for ten configurations "
+            "at 1e-8 to 1e-5, listed with their measured error in `tests/test_lbfgs.py`: "
+            "cancellation near the minimum, and chaotic iterations that torch itself, moved by "
+            "one ulp, changes by as much); the generic matrix here runs `max_iter=1` at 1e-9"
+        ),
+        torch_state={"func_evals": "func_evals", "n_iter": "n_iter", "d": "d", "t": "t",
+                     "old_dirs": "old_dirs", "old_stps": "old_stps", "ro": "ro",
+                     "H_diag": "h_diag", "prev_flat_grad": "prev_flat_grad",
+                     "prev_loss": "prev_loss"},
+        grid={
+            "learning_rate": [1e-3, 0.1, 1.0],
+            "tolerance_grad": [1e-7, 0.5],
+            "tolerance_change": [1e-9, 0.1],
+            "history_size": [3, 100],
+        },
+        example={"learning_rate": 0.5},
     ),
     # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
     # checks them against NumPy implementations of their papers over this grid.

@@ -99,15 +99,7 @@ def check_ns_steps(name: str, value) -> int:
 def check_adjust_lr_fn(name: str, value) -> str | None:
     """One of :data:`ADJUST_LR_FNS`: ``ValueError`` naming ``name`` for another string,
     ``TypeError`` for anything else but None."""
-    if value is not None and not isinstance(value, str):
-        raise TypeError(
-            f"`{name}` must be None, 'original' or 'match_rms_adamw', got {value!r}."
-        )
-    if value not in ADJUST_LR_FNS:
-        raise ValueError(
-            f"`{name}` must be None, 'original' or 'match_rms_adamw', got {value!r}."
-        )
-    return value
+    return validation.check_choice(name, value, ADJUST_LR_FNS)
 
 
 def check_matrices(tree: PyTree, who: str, hint: str = "") -> None:
