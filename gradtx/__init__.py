@@ -15,7 +15,9 @@ from gradtx.core import (
     apply_updates,
     chain,
     extra_arg,
+    flattenable,
     identity,
+    is_flattenable,
     parallel,
     stateless,
 )
@@ -25,6 +27,12 @@ from gradtx.hyperparams import (
     get_hyperparam,
     inject_hyperparams,
     set_hyperparam,
+)
+from gradtx.multi_tensor import (
+    MultiTensorState,
+    multi_tensor,
+    multi_tensor_state,
+    per_leaf_state,
 )
 from gradtx.named_state import tree_get, tree_set
 from gradtx.optimizers import (
@@ -136,6 +144,7 @@ from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_ra
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
+from gradtx.tree import map_by_shape
 from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
@@ -201,7 +210,9 @@ __all__ = [
     "GradientTransformationExtraArgs",
     "Hyperparam",
     "HyperparamsState",
+    "flattenable",
     "identity",
+    "is_flattenable",
     "inject_hyperparams",
     "is_hidden_matrix",
     "join_schedules",
@@ -220,6 +231,10 @@ __all__ = [
     "multiply_schedules",
     "multistep_schedule",
     "MultiTransformState",
+    "map_by_shape",
+    "multi_tensor",
+    "multi_tensor_state",
+    "MultiTensorState",
     "muon",
     "muon_with_adamw",
     "MuonMomentumState",
@@ -231,6 +246,7 @@ __all__ = [
     "OptState",
     "orthogonalize_by_newton_schulz",
     "parallel",
+    "per_leaf_state",
     "ParamAverageState",
     "Params",
     "PastUpdateRmsState",

@@ -81,7 +81,7 @@ def identity() -> GradientTransformation:
         del params, extra_args
         return updates, state
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def stateless(
@@ -117,6 +117,32 @@ def stateless(
     return GradientTransformation(init, update)
 
 
+_FLATTENABLE = "_gradtx_flattenable"
+
+
+def is_flattenable(transform: GradientTransformation) -> bool:
+    """Whether ``transform`` is declared flattenable (see :func:`flattenable`)."""
+    return bool(getattr(transform.update, _FLATTENABLE, False))
+
+
+def flattenable(transform: GradientTransformation, when: bool = True) -> GradientTransformation:
+    """``transform``, declared (when ``when``) to give the same result however the parameters
+    are split into leaves: its steps are elementwise, or reduce over all leaves at once (global
+    norm clipping). :func:`gradtx.multi_tensor` runs only such transformations, on a few
+    concatenated buffers. A transformation that reduces over each leaf (trust ratios, factored
+    moments, Newton–Schulz) or treats leaves differently (masks) must not be declared so."""
+    if not when:
+        return transform
+    step = with_extra_args(transform.update)
+
+    def update(updates, state, params=None, **extra_args):
+        return step(updates, state, params, **extra_args)
+
+    update.__dict__.update(getattr(transform.update, "__dict__", {}))  # other markers it has
+    setattr(update, _FLATTENABLE, True)
+    return GradientTransformation(transform.init, update)
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Composes transformations in series: each one transforms the output of the previous.
 
@@ -140,11 +166,14 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(s)
         return updates, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update),
+                       all(is_flattenable(t) for t in transforms))
 
 
 def parallel(
-    *transforms: GradientTransformation, combine: Callable[..., jax.Array]
+    *transforms: GradientTransformation,
+    combine: Callable[..., jax.Array],
+    elementwise: bool = False,
 ) -> GradientTransformation:
     """Runs transformations side by side on the same input and merges their outputs.
 
@@ -155,6 +184,9 @@ def parallel(
     This is how gradtx builds optimizers whose statistics all come from the raw gradient. Adam,
     for example, is ``parallel(first_moment, second_moment, combine=...)`` in which each branch
     is itself a chain of small transforms (see :func:`gradtx.divide_by_root`).
+
+    ``elementwise=True`` declares that ``combine`` works element by element, so that the
+    whole is :func:`flattenable` when every branch is.
 
     Example:
         >>> import gradtx as gx
@@ -183,7 +215,8 @@ def parallel(
         merged = jax.tree_util.tree_map(combine, *outputs)
         return merged, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update),
+                       elementwise and all(is_flattenable(t) for t in transforms))
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

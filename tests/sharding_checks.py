@@ -313,6 +313,41 @@ def zero_run(axis_type) -> dict:
     }
 
 
+def check_multi_tensor() -> dict:
+    """gx.multi_tensor(adam, shardings=...) on each layout (Auto axes): its buffers, the
+    collectives of its step, how far its parameters are from the single-device Adam run; and
+    what an eager init without ``shardings`` says of split leaves."""
+    out = {}
+    for layout, (shape, names, specs) in LAYOUTS.items():
+        mesh = make_mesh(shape, names, AxisType.Auto)
+        param_sh = shardings(mesh, specs)
+        params = jax.device_put(host_params(), param_sh)
+        opt = gx.multi_tensor(BUILDERS["adam"](), shardings=param_sh)
+        state = opt.init(params)
+        state_sh = on_mesh(state, mesh)
+        state = jax.device_put(state, state_sh)
+        step = jax.jit(step_fn(opt), in_shardings=(param_sh, state_sh, param_sh),
+                       out_shardings=(param_sh, state_sh))
+        compiled = step.lower(params, state, params).compile()
+        run = []
+        for grads in host_grads():
+            params, state = compiled(params, state, jax.device_put(grads, param_sh))
+            run.append(jax.device_get(params))
+        try:
+            gx.multi_tensor(BUILDERS["adam"]()).init(jax.device_put(host_params(), param_sh))
+            refused = None
+        except ValueError as err:
+            refused = str(err)
+        out[layout] = {
+            "buffers": {g: list(b.shape) for g, b in gx.tree_get(state, "mu").items()},
+            "collectives": collectives(compiled),
+            "relative_difference": relative_difference(
+                run, [params for params, _ in reference("adam")]),
+            "unsharded_init_error": refused,
+        }
+    return out
+
+
 def check_data_parallel() -> dict:
     """Replicated params, batch split over ``data``: the step's collectives with Adam (with and
     without clipping) and with plain SGD (the gradient's all-reduce), where the eager init puts
@@ -397,6 +432,7 @@ def main(argv: list[str]) -> None:
     results = {"devices": jax.device_count()}
     for name, check in (("meshes", check_meshes), ("fsdp_clipping", check_fsdp_clipping),
                         ("zero", check_zero), ("data_parallel", check_data_parallel),
+                        ("multi_tensor", check_multi_tensor),
                         ("optax", check_optax), ("docs", check_docs)):
         t0, c0 = time.perf_counter(), time.process_time()
         results[name] = check()

@@ -63,10 +63,20 @@ FACTORIES = {
     "sgd_momentum": lambda: gx.sgd(learning_rate=0.05, momentum=0.9),
     "adafactor": gx.adafactor,  # the paper's defaults: a relative-step schedule, factored stats
     "scheduled_masked_adamw": _scheduled_masked_adamw,
+    # One buffer per dtype instead of per leaf; and one per label inside multi_transform.
+    "multi_tensor_clip_adamw": lambda: gx.multi_tensor(
+        gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(learning_rate=1e-3, weight_decay=1e-2))
+    ),
+    "multi_transform_of_multi_tensors": lambda: gx.multi_transform(
+        {"decay": gx.multi_tensor(gx.adamw(learning_rate=1e-3, weight_decay=1e-2)),
+         "no_decay": gx.multi_tensor(gx.adam(learning_rate=1e-3))},
+        _labels,
+    ),
 }
 # The optimizer whose learning rate is changed with set_hyperparam before saving, and the
 # qualified name of that learning rate.
-CHANGED_LR = {"scheduled_masked_adamw": "decay/learning_rate", "adafactor": "learning_rate"}
+CHANGED_LR = {"scheduled_masked_adamw": "decay/learning_rate", "adafactor": "learning_rate",
+              "multi_tensor_clip_adamw": "learning_rate"}
 
 
 @functools.cache

@@ -150,3 +150,24 @@ def test_optimizer_init_and_update_jit_together():
 
     out = two_steps({"a": jnp.zeros(3)})
     assert bool(jnp.all(out["a"] < 0))
+
+
+def test_map_by_shape_equals_tree_map_and_traces_one_call_per_shape():
+    rng = np.random.default_rng(0)
+    tree = {"a": jnp.asarray(rng.normal(size=(3, 2))), "b": jnp.asarray(rng.normal(size=(3, 2))),
+            "c": jnp.asarray(rng.normal(size=(2, 3))), "d": None,
+            "e": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+    calls = []
+
+    def fn(m):
+        calls.append(m.shape)
+        return m @ m.T @ m
+
+    out = gx.map_by_shape(fn, tree)
+    want = jax.tree_util.tree_map(lambda m: m @ m.T @ m, tree)
+    assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(want)
+    for x, y in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(want), strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+    # "a" and "b" (float64, 3x2) share one vmapped call; "c" and the float32 "e" are alone.
+    assert sorted(calls) == [(2, 3), (3, 2), (3, 2)]

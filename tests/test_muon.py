@@ -1,8 +1,9 @@
 """Muon equals torch.optim.Muon to rtol 1e-9 in float64 over 30 steps, on square, tall and wide
-matrices, with all-zero gradient steps, tiny (1e-9) and huge (1e4) entries and whole steps
-scaled by 1e4 and 1e-12 (the latter below ``eps``, so the norm's floor is exercised): across a
-grid of every argument, jitted (numeric hyperparameters traced under vmap, steps under
-lax.scan) and eager (vmap without jit); the momentum buffer equals torch's at every step. Also:
+matrices (two of one shape), with all-zero gradient steps,
+tiny (1e-9) and huge (1e4) entries and whole steps scaled by 1e4 and 1e-12 (the latter below
+``eps``, so the norm's floor is exercised): across a grid of every argument, jitted (numeric
+hyperparameters traced under vmap, steps under lax.scan) and eager (vmap without jit); the
+momentum buffer equals torch's at every step. Also:
 non-matrix leaves refused by path, bad arguments refused by name, and the Muon + AdamW recipe.
 
 Two references. torch's Muon always runs Newton–Schulz in bfloat16 (``grad.bfloat16()``),
@@ -43,7 +44,8 @@ ATOL_SCALE = 1e-12
 STEPS = 30
 EAGER_STEPS = 8  # op by op under vmap is slow; the first 8 steps hold two zero steps, a huge
 # and a tiny one
-SHAPES = {"a": (4, 3), "b": (3, 5), "c": (6, 6)}  # tall, wide, square
+# Tall, wide, square, and a second tall one (two matrices of one shape, each its own state).
+SHAPES = {"a": (4, 3), "b": (3, 5), "c": (6, 6), "d": (4, 3)}
 KEYS = sorted(SHAPES)
 ZERO_STEPS = (0, 7, 22)
 OTHER_COEFFICIENTS = (2.0, -1.5, 0.5)

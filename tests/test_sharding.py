@@ -162,6 +162,26 @@ def test_lbfgs_step_gathers_its_flat_vector(results, mesh):
     assert "all-gather" in found and "all-reduce" in found
 
 
+SPLIT = {"float32['b']": [16], "float32['v']": [16, 8], "float32['w']": [16, 8]}
+
+
+@pytest.mark.parametrize(("layout", "buffers"), [
+    ("data8", {"float32": [8 * 4 + 1], **SPLIT}),  # "r" and "s" replicated: one buffer
+    ("data4_model2", {"float32": [1], "float32['r']": [8, 4], **SPLIT}),  # "r" split on model
+])
+def test_multi_tensor_keeps_split_leaves_apart_and_adds_no_collectives(results, layout,
+                                                                       buffers):
+    """With the parameters' shardings, the replicated leaves share one buffer and each split
+    leaf keeps its own, so the step stays collective-free and equals Adam's."""
+    run = results["multi_tensor"][layout]
+    assert run["buffers"] == buffers
+    assert communication(run) == {}
+    assert run["relative_difference"] <= TOLERANCE
+    # Without shardings an eager init refuses a split leaf, naming it.
+    assert run["unsharded_init_error"] and "shardings" in run["unsharded_init_error"]
+    assert "['b']" in run["unsharded_init_error"]
+
+
 @pytest.mark.parametrize("mesh", ONE_AXIS)
 @pytest.mark.parametrize("base", ["sgd_plain", "adam"])
 def test_clipping_adds_one_all_reduce(results, base, mesh):

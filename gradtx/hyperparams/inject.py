@@ -21,7 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import live, validation
-from gradtx.core import GradientTransformation, OptState, with_extra_args
+from gradtx.core import (
+    GradientTransformation,
+    OptState,
+    flattenable,
+    is_flattenable,
+    with_extra_args,
+)
 from gradtx.hyperparams import declarations as decl
 from gradtx.transforms.counting import increment, zero_count
 
@@ -383,8 +389,10 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
 
     # Read by the torch state_dict bridge: a schedule's value at a given count.
     step._gradtx_schedules = schedules
+    # Flattenable when the transformation the factory builds is (multi_tensor reads this).
+    elementwise = inner.built is not None and is_flattenable(inner.built)
     if injection.declarations is None:
-        return GradientTransformation(init, step)
+        return flattenable(GradientTransformation(init, step), elementwise)
     # A declared optimizer is a chain of gradtx's own pure transforms, so its eager update can
     # run as one cached compiled program: op by op, every step would dispatch dozens of small
     # kernels. Under jit, vmap or grad, and under jax.disable_jit(), it runs as written.
@@ -396,7 +404,7 @@ def _build(injection: _Injection, static, fixed, numbers, schedules) -> Gradient
         return step(updates, state, params, **extra_args)
 
     update._gradtx_schedules = schedules
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), elementwise)
 
 
 def _can_compile(*trees) -> bool:

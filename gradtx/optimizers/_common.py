@@ -8,7 +8,7 @@ import jax
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import GradientTransformation, chain
+from gradtx.core import GradientTransformation, chain, flattenable, is_flattenable
 from gradtx.hyperparams.declarations import (
     NON_NEGATIVE,
     STATE_DTYPE,
@@ -56,7 +56,7 @@ def optimizer_chain(
         )
         return leaf_kinds.from_real(out, updates), state
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), is_flattenable(inner))
 
 
 def negate_if(maximize: bool) -> GradientTransformation | None:

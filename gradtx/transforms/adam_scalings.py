@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, chain, parallel
+from gradtx.core import GradientTransformation, PyTree, chain, flattenable, parallel
 from gradtx.transforms import counting, moments
 from gradtx.transforms.root_scaling import divide_by_root
 
@@ -100,6 +100,7 @@ def scale_by_adamax(
         _corrected_first_moment(b1, mu_dtype),
         moments.weighted_infinity_norm(b2, eps, dtype=nu_dtype),
         combine=operator.truediv,
+        elementwise=True,
     )
 
 
@@ -166,7 +167,7 @@ def radam_rectification(
         out = jax.tree_util.tree_map(leaf, updates)
         return out, RectificationState(count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def scale_by_radam(
@@ -198,6 +199,7 @@ def scale_by_radam(
         _corrected_first_moment(b1, mu_dtype),
         chain(moments.ema_of_squares(b2, dtype=nu_dtype), radam_rectification(b2, eps)),
         combine=operator.mul,
+        elementwise=True,
     )
 
 
@@ -304,4 +306,4 @@ def scale_by_belief(
         out, (mu, nu) = _tree.leafwise(leaf, updates, state.mu, state.nu, name="scale_by_belief")
         return out, BeliefState(mu=mu, nu=nu, count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, ScalarOrSchedule
+from gradtx.core import GradientTransformation, PyTree, ScalarOrSchedule, flattenable
 from gradtx.transforms import counting
 
 
@@ -107,7 +107,7 @@ def scale_by_asgd_learning_rate(
         next_eta = gamma / (1 + decay * gamma * t) ** power
         return out, AsgdLearningRateState(eta=next_eta.astype(state.eta.dtype), count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def polyak_average(t0: float | jax.Array = 1e6) -> GradientTransformation:
@@ -161,4 +161,4 @@ def polyak_average(t0: float | jax.Array = 1e6) -> GradientTransformation:
         next_mu = 1 / jnp.maximum(1.0, t - start)
         return updates, PolyakAverageState(mu=next_mu.astype(mu.dtype), ax=ax, count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import GradientTransformation, PyTree, stateless
+from gradtx.core import GradientTransformation, PyTree, flattenable, stateless
 
 # torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing by it.
 _TORCH_NORM_EPS = 1e-6
@@ -79,7 +79,7 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
         d = _tree.cast_like(max_delta, u)
         return jnp.clip(u, -d, d)
 
-    return stateless(lambda updates, params: jax.tree_util.tree_map(clamp, updates))
+    return flattenable(stateless(lambda updates, params: jax.tree_util.tree_map(clamp, updates)))
 
 
 def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
@@ -120,7 +120,7 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
         coef = jnp.minimum(_tree.cast_like(max_norm, g) / (g + _TORCH_NORM_EPS), 1.0)
         return jax.tree_util.tree_map(lambda u: _scaled(u, coef), updates)
 
-    return stateless(lambda updates, params: rescale(updates))
+    return flattenable(stateless(lambda updates, params: rescale(updates)))
 
 
 def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:

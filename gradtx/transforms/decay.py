@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import GradientTransformation, PyTree, stateless
+from gradtx.core import GradientTransformation, PyTree, flattenable, stateless
 
 
 def add_decayed_weights(
@@ -47,4 +47,4 @@ def add_decayed_weights(
         )
         return jax.tree_util.tree_map(decay, updates, params, leaf_mask)
 
-    return stateless(add, needs_params=True, name="add_decayed_weights")
+    return flattenable(stateless(add, needs_params=True, name="add_decayed_weights"))

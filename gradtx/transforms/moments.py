@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, parallel
+from gradtx.core import GradientTransformation, PyTree, flattenable, parallel
 from gradtx.transforms import counting
 
 
@@ -89,7 +89,7 @@ def _accumulator(
         out, (statistic,) = _tree.leafwise(leaf, updates, state[0], name=name)
         return out, state_class(statistic)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def _square(u):
@@ -135,6 +135,7 @@ def ema_variance(
         ema_of_squares(decay, dtype=nu_dtype),
         ema(decay, dtype=mu_dtype),
         combine=lambda sq, m: sq - m * m,
+        elementwise=True,
     )
 
 
@@ -188,7 +189,7 @@ def bias_correction(decay: float | jax.Array) -> GradientTransformation:
         out = jax.tree_util.tree_map(lambda u: u * _tree.cast_like(inverse, u), updates)
         return out, CountState(count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def weighted_infinity_norm(

@@ -11,7 +11,7 @@ import numpy as np
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, flattenable
 from gradtx.transforms import counting
 from gradtx.transforms.moments import ema_update
 
@@ -94,7 +94,7 @@ def scale_by_momentum(
         out, (buf,) = _tree.leafwise(leaf, updates, state.momentum_buffer, name="scale_by_momentum")
         return out, MomentumState(momentum_buffer=buf, count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))
 
 
 def check_nesterov(values: Mapping[str, Any]) -> None:
@@ -160,4 +160,4 @@ def nadam_momentum(
         out, (moment,) = _tree.leafwise(leaf, updates, state.mu, name="nadam_momentum")
         return out, NadamMomentumState(mu=moment, mu_product=mu_product, count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

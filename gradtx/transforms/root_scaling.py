@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, identity, parallel
+from gradtx.core import GradientTransformation, PyTree, flattenable, identity, parallel
 from gradtx.transforms import moments
 
 
@@ -41,7 +41,7 @@ def divide_by_root(
         e = _tree.cast_like(eps, v)  # a live eps is read here
         return n / (jnp.sqrt(v + e) if eps_in_sqrt else jnp.sqrt(v) + e)
 
-    return parallel(numerator, second_moment, combine=divide)
+    return parallel(numerator, second_moment, combine=divide, elementwise=True)
 
 
 def scale_by_rms(
@@ -128,4 +128,4 @@ def scale_by_past_update_rms(
         )
         return out, PastUpdateRmsState(acc_delta=acc)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree, ScalarOrSchedule
+from gradtx.core import GradientTransformation, PyTree, ScalarOrSchedule, flattenable
 from gradtx.transforms import counting
 
 
@@ -120,4 +120,4 @@ def scale_by_rprop(
         )
         return out, RpropState(prev=prev, step_size=step_size, count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, ScalarOrSchedule, stateless
+from gradtx.core import GradientTransformation, ScalarOrSchedule, flattenable, stateless
 from gradtx.transforms import counting
 
 
@@ -31,7 +31,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
         factor = live.read(step_size)
         return jax.tree_util.tree_map(lambda u: _tree.cast_like(factor, u) * u, updates)
 
-    return stateless(multiply)
+    return flattenable(stateless(multiply))
 
 
 def scale_by_learning_rate(
@@ -51,7 +51,9 @@ def scale_by_learning_rate(
         return jax.tree_util.tree_map(lambda u: _tree.cast_like(step, u) * u, updates)
 
     if not callable(learning_rate):
-        return stateless(lambda updates, params: apply(live.read(learning_rate), updates))
+        return flattenable(
+            stateless(lambda updates, params: apply(live.read(learning_rate), updates))
+        )
 
     def init(params):
         del params
@@ -62,4 +64,4 @@ def scale_by_learning_rate(
         taken, count = counting.advance(state.count, "scale_by_learning_rate")
         return apply(learning_rate(taken), updates), ScheduleState(count=count)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

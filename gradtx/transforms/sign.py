@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from gradtx import live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, stateless
+from gradtx.core import GradientTransformation, flattenable, stateless
 from gradtx.transforms.moments import FirstMomentState, ema_update
 
 
@@ -19,7 +19,7 @@ def scale_by_sign() -> GradientTransformation:
     Preceded by :func:`gradtx.ema` it is Signum (Bernstein et al., 2018).
     """
 
-    return stateless(lambda updates, params: jax.tree_util.tree_map(jnp.sign, updates))
+    return flattenable(stateless(lambda updates, params: jax.tree_util.tree_map(jnp.sign, updates)))
 
 
 def scale_by_lion(
@@ -53,4 +53,4 @@ def scale_by_lion(
         out, (mu,) = _tree.leafwise(leaf, updates, state.mu, name="scale_by_lion")
         return out, FirstMomentState(mu=mu)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx import validation
-from gradtx.core import GradientTransformation, OptState, PyTree
+from gradtx.core import GradientTransformation, OptState, PyTree, flattenable, is_flattenable
 from gradtx.transforms.counting import zero_count
 from gradtx.wrappers.finite import init_skippable, run_or_skip
 
@@ -105,4 +105,4 @@ def accumulate_gradients(inner: GradientTransformation, every_k: int) -> Gradien
             emitted=emit,
         )
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), is_flattenable(inner))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx import core, live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, flattenable, is_flattenable
 from gradtx.transforms import counting
 from gradtx.transforms.moments import ema_update
 
@@ -117,7 +117,7 @@ def with_param_average(
         )
         return inner_updates, new_state
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), is_flattenable(inner))
 
 
 def _is_average_state(x) -> bool:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gradtx import core, live, validation
 from gradtx import tree as _tree
-from gradtx.core import GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, flattenable, is_flattenable
 from gradtx.transforms import counting
 
 
@@ -131,7 +131,7 @@ def lookahead(
         out = jax.tree_util.tree_map(out_step, params, inner_updates, slow)
         return out, LookaheadState(inner_state=inner_state, slow=slow, fast_steps=fast_steps)
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), is_flattenable(inner))
 
 
 def _check_sync_period(sync_period) -> int:

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import core, validation
-from gradtx.core import GradientTransformation, PyTree
+from gradtx.core import GradientTransformation, PyTree, flattenable, is_flattenable
 from gradtx.hyperparams.inject import HyperparamsState
 
 _NAME = "reduce_on_plateau"
@@ -211,7 +211,7 @@ def reduce_on_plateau(
             last_epoch=(state.last_epoch + 1).astype(jnp.int32),
         )
 
-    return GradientTransformation(init, update)
+    return flattenable(GradientTransformation(init, update), is_flattenable(inner))
 
 
 def _static_float(name: str, value, high: float | None = None) -> float:
