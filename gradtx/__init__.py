@@ -32,6 +32,7 @@ from gradtx.multi_tensor import (
     MultiTensorState,
     multi_tensor,
     multi_tensor_state,
+    pack_leaves,
     per_leaf_state,
 )
 from gradtx.named_state import tree_get, tree_set
@@ -245,6 +246,7 @@ __all__ = [
     "one_cycle_schedule",
     "OptState",
     "orthogonalize_by_newton_schulz",
+    "pack_leaves",
     "parallel",
     "per_leaf_state",
     "ParamAverageState",

@@ -1,6 +1,7 @@
 """Multi-tensor execution: a flattenable transformation run on a few concatenated buffers
-instead of leaf by leaf, so that the compiled step has a handful of kernels however many leaves
-the model has (compile time no longer grows with the number of distinct leaf shapes).
+instead of leaf by leaf, so that the optimizer's arithmetic compiles into a handful of kernels
+however many leaves the model has; and packed parameters (:func:`pack_leaves`), which remove
+the per-leaf work from the step altogether.
 
 The layout (which leaf goes into which buffer, at which offset) is a pure function of the
 leaves' shapes and dtypes and of the ``shardings`` given at construction, so ``init`` and every
@@ -144,9 +145,10 @@ def multi_tensor(
 ) -> GradientTransformation:
     r"""Runs ``transform`` on a few buffers instead of leaf by leaf: the leaves of each
     floating-point dtype are raveled and concatenated into one buffer, ``transform`` steps the
-    buffers, and its output is split back into the leaves. The compiled step has a few kernels
-    whatever the number of leaves, so its compile time does not grow with it (torch's
-    ``foreach``/multi-tensor path plays this part there).
+    buffers, and its output is split back into the leaves. The optimizer's arithmetic then
+    compiles into a few kernels whatever the number of leaves (torch's ``foreach``/multi-tensor
+    path plays this part there); what remains per leaf is the split of the output, one array
+    per leaf. :func:`pack_leaves` removes that too, for a run that keeps its parameters packed.
 
     ``transform`` must be flattenable (:func:`gradtx.flattenable`: its result does not depend
     on how the parameters are split into leaves): every elementwise optimizer (SGD, Adam and
@@ -258,3 +260,32 @@ def multi_tensor_state(state: OptState, params: Params,
     """The inverse of :func:`per_leaf_state`: the state of ``multi_tensor(transform)`` from
     ``transform``'s own state for ``params``."""
     return MultiTensorState(_convert(state, _layout(params, shardings), to_leaves=False))
+
+
+def pack_leaves(params: Params, *, shardings: PyTree | None = None):
+    """``(buffers, unpack)``: the leaves of ``params`` concatenated into one buffer per dtype
+    (split leaves alone, given ``shardings``), as :func:`multi_tensor` lays them out, and the
+    function that turns such buffers back into a tree like ``params``.
+
+    For the fastest compile, keep the parameters packed for the whole run: step any
+    flattenable optimizer on ``buffers`` and call the model on ``unpack(buffers)`` inside the
+    loss, so that ``jax.grad`` gives the gradient as buffers too. The step then has no
+    per-leaf work at all (``multi_tensor`` still splits its output into the leaves, and
+    XLA:CPU compiles every per-leaf output as a kernel of its own).
+
+    Example:
+        >>> import gradtx as gx, jax, jax.numpy as jnp
+        >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+        >>> buffers, unpack = gx.pack_leaves(params)
+        >>> {k: v.shape for k, v in buffers.items()}
+        {'float32': (8,)}
+        >>> loss = lambda buffers: jnp.sum(unpack(buffers)["w"] ** 2)
+        >>> opt = gx.adam(1e-2)
+        >>> state = opt.init(buffers)
+        >>> updates, state = opt.update(jax.grad(loss)(buffers), state, buffers)
+        >>> buffers = gx.apply_updates(buffers, updates)
+        >>> unpack(buffers)["w"].shape
+        (3, 2)
+    """
+    layout = _layout(params, shardings)
+    return layout.pack(params), layout.unpack

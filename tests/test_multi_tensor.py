@@ -262,3 +262,29 @@ def test_the_steps_arithmetic_does_not_grow_with_the_number_of_leaves():
     assert many - few == 90
     per_leaf_few, per_leaf_many = _arithmetic_count(adam, 10), _arithmetic_count(adam, 100)
     assert per_leaf_many - per_leaf_few > 10 * 90
+
+
+def test_packed_parameters_train_as_the_leaves_do():
+    """The run kept packed for good (gx.pack_leaves: the model reads unpack(buffers), the
+    gradient comes as buffers) equals the per-leaf run."""
+    params = {k: v for k, v in _params().items() if k != "empty"}
+    target = jax.tree_util.tree_map(lambda p: p + 1.0, params)
+
+    def loss(tree):
+        return sum(jnp.sum((p - q) ** 2 * (i + 1)) for i, (p, q) in enumerate(
+            zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(target), strict=True)))
+
+    tx = gx.chain(gx.clip_by_global_norm(10.0), gx.adamw(1e-2, weight_decay=0.1))
+    state = tx.init(params)
+    buffers, unpack = gx.pack_leaves(params)
+    assert sorted(buffers) == ["float32", "float64"]
+    packed_state = tx.init(buffers)
+    step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
+    packed_step = jax.jit(lambda b, s: tx.update(jax.grad(lambda b: loss(unpack(b)))(b), s, b))
+    for _ in range(STEPS):
+        updates, state = step(params, state)
+        params = gx.apply_updates(params, updates)
+        updates, packed_state = packed_step(buffers, packed_state)
+        buffers = gx.apply_updates(buffers, updates)
+    _assert_trees(unpack(buffers), params, rtol=1e-5)
+    _assert_trees(gx.per_leaf_state(gx.MultiTensorState(packed_state), params), state, rtol=1e-5)
