@@ -55,9 +55,10 @@ def _grads(params, seed=1):
     return out
 
 
-def _run(tx, params, grads, jit):
+def _run(tx, params, grads, jit=True, state=None):
+    """Parameters after each step, and the last state (from ``tx.init`` unless given)."""
     update = jax.jit(tx.update) if jit else tx.update
-    state = tx.init(params)
+    state = tx.init(params) if state is None else state
     trajectory = []
     for g in grads:
         updates, state = update(g, state, params)
@@ -146,21 +147,11 @@ def test_a_run_moves_between_the_two_forms_and_continues_identically():
     full, _ = _run(tx, params, grads, jit=True)
     # Three steps leaf by leaf, then three on buffers, and the other way round.
     half, state = _run(tx, params, grads[:3], jit=True)
-    rest, _ = _run_from(mt, half[-1], gx.multi_tensor_state(state, params), grads[3:])
+    rest, _ = _run(mt, half[-1], grads[3:], state=gx.multi_tensor_state(state, params))
     _assert_trees(rest[-1], full[-1])
     half, state = _run(mt, params, grads[:3], jit=True)
-    rest, _ = _run_from(tx, half[-1], gx.per_leaf_state(state, params), grads[3:])
+    rest, _ = _run(tx, half[-1], grads[3:], state=gx.per_leaf_state(state, params))
     _assert_trees(rest[-1], full[-1])
-
-
-def _run_from(tx, params, state, grads):
-    update = jax.jit(tx.update)
-    out = []
-    for g in grads:
-        updates, state = update(g, state, params)
-        params = gx.apply_updates(params, updates)
-        out.append(params)
-    return out, state
 
 
 def test_gradients_of_another_width_are_cast_as_leaf_by_leaf():
