@@ -47,12 +47,20 @@ def torch_optimizer(spec: OptimizerSpec, **flags: bool) -> Callable | None:
 
 
 BASELINE = "gradtx"
+# The optimizer run on one concatenated buffer per dtype instead of leaf by leaf: gradtx's
+# ``multi_tensor`` and Optax's ``flatten``.
+MULTI_TENSOR = "gradtx multi-tensor"
+OPTAX = "optax"
+OPTAX_FLATTEN = "optax flatten"
+TORCH_FUSED = "torch fused"
 
 CONTENDERS: tuple[Contender, ...] = (
-    Contender("gradtx", "gradtx", lambda spec: spec.gradtx()),
-    Contender("optax", "optax", lambda spec: spec.optax()),
+    Contender(BASELINE, "gradtx", lambda spec: spec.gradtx()),
+    Contender(MULTI_TENSOR, "gradtx", lambda spec: gx.multi_tensor(spec.gradtx())),
+    Contender(OPTAX, "optax", lambda spec: spec.optax()),
+    Contender(OPTAX_FLATTEN, "optax", lambda spec: optax.flatten(spec.optax())),
     Contender("torch foreach", "torch", lambda spec: torch_optimizer(spec, foreach=True)),
-    Contender("torch fused", "torch", lambda spec: torch_optimizer(spec, fused=True)),
+    Contender(TORCH_FUSED, "torch", lambda spec: torch_optimizer(spec, fused=True)),
 )
 
 # How each JAX library applies updates to parameters.

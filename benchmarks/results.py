@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from benchmarks.bandwidth import Bandwidth
+from benchmarks.hlo import KernelStats
 from benchmarks.memory import MemoryRow
 from benchmarks.settings import Settings
 from benchmarks.shapes import Shape
@@ -18,7 +19,9 @@ class ShapeResult:
     """Measurements on one parameter tree.
 
     ``step_seconds[key]`` is ``None`` where the contender has no version of the optimizer or
-    cannot run here (n/a); ``compile_seconds`` and ``memory`` exist for JAX contenders only.
+    cannot run here (n/a); ``compile_seconds`` (a median of ``compile_counts`` compilations),
+    ``memory``, ``kernels`` (the compiled step's kernels, :mod:`benchmarks.hlo`) and
+    ``faulted_bytes`` (host memory first touched per step) exist for JAX contenders only.
     """
 
     shape: Shape
@@ -26,6 +29,9 @@ class ShapeResult:
     contenders: list[str]
     step_seconds: dict[Key, float | None] = field(default_factory=dict)
     compile_seconds: dict[Key, float] = field(default_factory=dict)
+    compile_counts: dict[Key, int] = field(default_factory=dict)
+    kernels: dict[Key, KernelStats] = field(default_factory=dict)
+    faulted_bytes: dict[Key, int] = field(default_factory=dict)  # host page faults per step
     memory: dict[Key, MemoryRow] = field(default_factory=dict)
     rounds: dict[str, int] = field(default_factory=dict)  # timing rounds used per optimizer
 

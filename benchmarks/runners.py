@@ -77,6 +77,21 @@ class JaxRunner:
             return None
         return after["peak_bytes_in_use"] - before["bytes_in_use"]
 
+    def faulted_bytes(self, steps: int = 3) -> int | None:
+        """Host memory first touched per step (minor page faults × page size, averaged over
+        ``steps`` steps after one untimed step): a step that writes into a freshly mapped
+        temporary buffer pays for faulting it in every time. ``None`` where the platform keeps
+        no fault counts."""
+        try:
+            import resource
+        except ImportError:  # not a POSIX system
+            return None
+        self.run(1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.run(steps)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        return round(faults / steps) * resource.getpagesize()
+
 
 class TorchRunner:
     """Steps a ``torch.optim`` optimizer whose gradients were set once."""

@@ -19,6 +19,10 @@ class Settings:
         budget_seconds: timing time per (shape, optimizer) beyond which fewer rounds are run
             (only when some contender is very slow, e.g. on a loaded machine).
         compile_repeats: fresh compilations per (shape, optimizer, JAX contender); median kept.
+        single_compile_seconds: a contender whose first compilation takes longer than this is
+            not compiled again for that shape and optimizer (its compile time is that one):
+            the per-leaf steps of the compile-time trees take tens of seconds each, against
+            which a repeat's spread is small.
         copy_bytes: buffer size of the copy-bandwidth measurement (CPU; a GPU uses 8×).
         copy_trials: timed copies per bandwidth method; the fastest is kept.
         eager_warmup_steps: untimed eager (un-jitted) steps per contender before the timed ones.
@@ -35,6 +39,7 @@ class Settings:
     copy_trials: int
     eager_warmup_steps: int = 2
     eager_steps: int = 40
+    single_compile_seconds: float = 5.0
 
 
 def make_settings(quick: bool, repeats: int | None = None) -> Settings:

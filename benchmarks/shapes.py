@@ -11,11 +11,14 @@ DTYPE = np.float32
 
 
 class Shape(NamedTuple):
-    """A named parameter tree: leaf name -> array shape (leaves in a fixed order)."""
+    """A named parameter tree: leaf name -> array shape (leaves in a fixed order).
+
+    ``optimizers`` names the optimizers benchmarked on it (``None``: all of them)."""
 
     key: str
     title: str
     leaves: dict[str, tuple[int, ...]]
+    optimizers: tuple[str, ...] | None = None
 
     @property
     def n_params(self) -> int:
@@ -35,6 +38,30 @@ def many_leaves(count: int, size: int) -> Shape:
     """``count`` flat leaves of ``size`` elements each."""
     leaves = {f"leaf_{i:03d}": (size,) for i in range(count)}
     return Shape("many", f"{count} leaves × {size:,} ({count * size:,} params)", leaves)
+
+
+def distinct_leaves(count: int, smallest: int, largest: int,
+                    optimizers: tuple[str, ...] | None = None) -> Shape:
+    """``count`` flat leaves whose sizes are spread evenly from ``smallest`` to ``largest``, no
+    two equal: no compiled kernel can be shared between two leaves."""
+    sizes = np.linspace(smallest, largest, count).round().astype(int).tolist()
+    if len(set(sizes)) != count:
+        raise ValueError(f"{count} sizes from {smallest} to {largest} are not all distinct.")
+    leaves = {f"leaf_{i:03d}": (n,) for i, n in enumerate(sizes)}
+    title = (f"{count} leaves of distinct sizes {smallest:,}–{largest:,} "
+             f"({sum(sizes):,} params)")
+    return Shape("distinct", title, leaves, optimizers)
+
+
+def distinct_matrices(count: int, rows: int, cols: int,
+                      optimizers: tuple[str, ...] | None = None) -> Shape:
+    """``count`` matrices of distinct shapes: the i-th is ``(rows + i) × (cols + i)``."""
+    leaves = {f"w_{i:03d}": (rows + i, cols + i) for i in range(count)}
+    n = sum(int(np.prod(s)) for s in leaves.values())
+    last = count - 1
+    title = (f"{count} matrices of distinct shapes {rows}×{cols}–{rows + last}×{cols + last} "
+             f"({n:,} params)")
+    return Shape("distinct-2d", title, leaves, optimizers)
 
 
 def transformer(layers: int, d: int, vocab: int, context: int) -> Shape:
@@ -78,12 +105,23 @@ def eager_shape() -> Shape:
     return mlp(EAGER_MLP_SIZES, key="eager-mlp")
 
 
+# The optimizers benchmarked on the compile-time trees: compiling their per-leaf steps takes
+# tens of seconds per optimizer and contender, so only Adam's.
+COMPILE_TREE_OPTIMIZERS = ("Adam",)
+
+
 def benchmark_shapes(quick: bool) -> list[Shape]:
-    """The three benchmark trees; ``quick`` gives tiny versions of the same kinds."""
+    """The benchmark trees: a single leaf, many equal leaves, a transformer's 500 leaves, and
+    the two compile-time trees (every leaf shape distinct, so a per-leaf step compiles a kernel
+    per leaf); ``quick`` gives tiny versions of the same kinds."""
+    only = COMPILE_TREE_OPTIMIZERS
     if quick:
-        return [single_leaf(65_536), many_leaves(10, 2_000), transformer(2, 16, 64, 16)]
-    # 31 layers × 16 + 4 = 500 leaves, ~26.7M params.
-    return [single_leaf(2**24), many_leaves(200, 20_000), transformer(31, 256, 8_192, 512)]
+        return [single_leaf(65_536), many_leaves(10, 2_000), transformer(2, 16, 64, 16),
+                distinct_leaves(12, 100, 1_200, only), distinct_matrices(6, 8, 12, only)]
+    # 31 layers × 16 + 4 = 500 leaves, ~26.7M params. The distinct-size tree: 500 leaves of
+    # 1,000 to 17,800 params, 4.7M in all; the matrices: 32×48 to 231×247, ~4.5M.
+    return [single_leaf(2**24), many_leaves(200, 20_000), transformer(31, 256, 8_192, 512),
+            distinct_leaves(500, 1_000, 17_800, only), distinct_matrices(200, 32, 48, only)]
 
 
 def gpu_large_shape(quick: bool) -> Shape:

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import torch
 
-from benchmarks import bandwidth, eager, machine, memory, shapes, timing
-from benchmarks.contenders import APPLY_UPDATES, CONTENDERS, Contender, is_jax
+from benchmarks import bandwidth, eager, hlo, machine, memory, shapes, timing
+from benchmarks.contenders import APPLY_UPDATES, CONTENDERS, TORCH_FUSED, Contender, is_jax
 from benchmarks.optimizers import OPTIMIZERS, OptimizerSpec
 from benchmarks.progress import log
 from benchmarks.results import Results, ShapeResult
@@ -46,11 +46,15 @@ def build_runners(
     device: str | None,
     result: ShapeResult | None = None,
     compile_repeats: int = 1,
+    single_compile_seconds: float = float("inf"),
 ) -> dict[str, Runner]:
     """A runner per contender that has this optimizer (others are recorded as n/a).
 
-    JAX contenders are compiled ``compile_repeats`` times from scratch, interleaved; the
-    median compile time and the memory analysis go into ``result`` when given.
+    JAX contenders are compiled ``compile_repeats`` times from scratch, interleaved, except
+    that one whose first compilation took over ``single_compile_seconds`` is compiled once; the
+    median compile time, the number of compilations, the memory analysis, the compiled
+    step's kernels (:mod:`benchmarks.hlo`) and the host memory it faults in per step go into
+    ``result`` when given.
     """
     made = {c.name: c.factory(spec) for c in contenders}
     jax_ones = [c for c in contenders if is_jax(c) and made[c.name] is not None]
@@ -58,6 +62,8 @@ def build_runners(
     compiled, seconds = {}, {c.name: [] for c in jax_ones}
     for _ in range(compile_repeats):
         for c in jax_ones:
+            if seconds[c.name] and seconds[c.name][0] > single_compile_seconds:
+                continue
             exe, s = timing.compile_step(made[c.name], APPLY_UPDATES[c.library], abstract_p,
                                          abstract_g)
             compiled[c.name] = exe
@@ -72,10 +78,18 @@ def build_runners(
         if is_jax(c):
             runner = JaxRunner(compiled[c.name], opt, params, grads)
             if result is not None:
-                result.compile_seconds[(spec.name, c.name)] = float(np.median(seconds[c.name]))
+                key = (spec.name, c.name)
+                result.compile_seconds[key] = float(np.median(seconds[c.name]))
+                result.compile_counts[key] = len(seconds[c.name])
                 row = memory.analyse(compiled[c.name], runner.state_bytes(), runner.peak_delta())
                 if row is not None:
-                    result.memory[(spec.name, c.name)] = row
+                    result.memory[key] = row
+                stats = hlo.analyse(compiled[c.name])
+                if stats is not None:
+                    result.kernels[key] = stats
+                faulted = runner.faulted_bytes()
+                if faulted is not None:
+                    result.faulted_bytes[key] = faulted
         else:
             runner = TorchRunner(opt, params, grads, device)
         runners[c.name] = runner
@@ -97,10 +111,15 @@ def run_shape(
     for name in optimizers:
         spec = OPTIMIZERS[name]
         runners = build_runners(spec, contenders, params, grads, device, result,
-                                settings.compile_repeats)
+                                settings.compile_repeats, settings.single_compile_seconds)
         for c in runners:
             if (name, c) in result.compile_seconds:
-                log(f"  {name} {c}: compiled in {result.compile_seconds[(name, c)]:.3f} s")
+                stats = result.kernels.get((name, c))
+                kernels = "" if stats is None else (
+                    f", {stats.kernels} kernels, "
+                    f"{stats.bytes_per_param(shape.n_params):.1f} B/param")
+                log(f"  {name} {c}: compiled in {result.compile_seconds[(name, c)]:.3f} s "
+                    f"(median of {result.compile_counts[(name, c)]}){kernels}")
         times, result.rounds[name] = timing.interleaved(
             runners, settings.rounds, settings.warmup_steps, settings.round_seconds,
             settings.budget_seconds,
@@ -125,12 +144,12 @@ def run(settings: Settings, command: str, date: str) -> Results:
         before = bandwidth.measure(copy_bytes, settings.copy_trials, plat, device)
         names = list(OPTIMIZERS)
         per_shape = [
-            run_shape(s, names, CONTENDERS, settings, device)
+            run_shape(s, s.optimizers or names, CONTENDERS, settings, device)
             for s in shapes.benchmark_shapes(settings.quick)
         ]
         large = None
         if plat == "gpu":
-            fused = [c for c in CONTENDERS if is_jax(c) or c.name == "torch fused"]
+            fused = [c for c in CONTENDERS if is_jax(c) or c.name == TORCH_FUSED]
             large = run_shape(shapes.gpu_large_shape(settings.quick), ["Adam"], fused,
                               settings, device)
         after = bandwidth.measure(copy_bytes, settings.copy_trials, plat, device)

@@ -175,16 +175,17 @@ def test_per_leaf_and_multi_tensor_side_by_side(report):
     text = section(report, "## Per-leaf vs multi-tensor")
     rows = table_rows(text)
     assert rows[0] == ["Shape", "Contender", "compile (s)", "kernels", "B/param moved",
-                       "ms/step", "time / gradtx's", "speed vs torch fused"]
+                       "MB faulted / step", "ms/step", "time / gradtx's", "speed vs torch fused"]
     body = {(r[0], r[1]): r[2:] for r in rows[1:]}
     assert list(body) == [(s.title, c) for s in QUICK_SHAPES
                           for c in [*JAX_CONTENDERS, "torch fused"]]
-    for (_, c), (seconds, kernels, moved, ms, vs, speed) in body.items():
+    for (_, c), (seconds, kernels, moved, faulted, ms, vs, speed) in body.items():
         assert float(ms) > 0 and speed.endswith("×")
         if c == "torch fused":
-            assert (seconds, kernels, moved) == ("n/a", "n/a", "28 (one pass)")
+            assert (seconds, kernels, moved, faulted) == ("n/a", "n/a", "28 (one pass)", "n/a")
             continue
         assert float(seconds) > 0 and int(kernels) > 0 and float(moved) > 0
+        assert float(faulted) >= 0
         assert vs == "baseline" if c == BASELINE else vs.endswith("×")
     for s in QUICK_SHAPES[3:]:
         assert int(body[(s.title, MULTI_TENSOR)][1]) < int(body[(s.title, BASELINE)][1])
