@@ -182,7 +182,7 @@ def multi_tensor(
 
     Example:
         >>> import gradtx as gx, jax.numpy as jnp
-        >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+        >>> params = {"w": jnp.ones((3, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
         >>> opt = gx.multi_tensor(gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(1e-3)))
         >>> state = opt.init(params)
         >>> sorted(gx.tree_get(state, "mu"))  # one buffer for every float32 leaf
@@ -275,7 +275,7 @@ def pack_leaves(params: Params, *, shardings: PyTree | None = None):
 
     Example:
         >>> import gradtx as gx, jax, jax.numpy as jnp
-        >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+        >>> params = {"w": jnp.ones((3, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
         >>> buffers, unpack = gx.pack_leaves(params)
         >>> {k: v.shape for k, v in buffers.items()}
         {'float32': (8,)}
