@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import tree as _tree
 from gradtx import validation
 from gradtx.core import (
     GradientTransformation,
@@ -28,6 +29,7 @@ from gradtx.core import (
     is_flattenable,
     with_extra_args,
 )
+from gradtx.optimizers import leaf_kinds
 
 
 class MultiTensorState(NamedTuple):
@@ -211,6 +213,11 @@ def multi_tensor(
                 f"multi_tensor: expected a MultiTensorState, got {type(state).__name__}: pass "
                 "the state this transformation's init returned."
             )
+        if params is not None:
+            # As every optimizer does leaf by leaf: packing would otherwise reshape a gradient
+            # of another shape and cast one of another kind (integer, bool, complex) silently.
+            _tree.check_match(params, updates, reference_name="params", other_name="gradient")
+            updates = leaf_kinds.cast_gradients(updates, params)
         # The parameters' layout, as init made it (gradients may be of another width).
         layout = _layout(updates if params is None else params, shardings)
         flat_params = None if params is None else layout.pack(params)

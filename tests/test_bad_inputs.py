@@ -1,6 +1,7 @@
 """Bad inputs, for every optimizer in the registry: invalid hyperparameters of every argument,
 gradient trees that do not fit the parameters or the state, integer and bool leaves, mixed
-floating-point widths, NaN and Inf gradients, and complex parameters. docs/guarantees.md
+floating-point widths, NaN and Inf gradients, and complex parameters. The tree, leaf-kind,
+width and NaN tests run every flattenable optimizer in gx.multi_tensor too. docs/guarantees.md
 states what these tests check.
 
 tests/test_matrix.py already covers, and this file does not repeat: the registry's ``invalid``
@@ -30,6 +31,23 @@ W = r"\['layer'\]\['w'\]"  # the path the tree tests break
 
 tree_leaves = jax.tree_util.tree_leaves
 tree_map = jax.tree_util.tree_map
+
+FLATTENABLE = [i for i in OPTIMIZERS if gx.is_flattenable(i.build(**i.example))]
+
+
+# ``(info, multi)``: every optimizer as it is, then every flattenable one in gx.multi_tensor (one
+# buffer per dtype), which must refuse, cast and propagate as the optimizer does leaf by leaf.
+WITH_MULTI_TENSOR = pytest.mark.parametrize(("info", "multi"), [
+    *(pytest.param(i, False, id=i.name) for i in OPTIMIZERS),
+    *(pytest.param(i, True, id=f"{i.name}-multi_tensor") for i in FLATTENABLE),
+])
+
+
+def _build(info, multi):
+    """``info``'s optimizer with its example hyperparameters, in gx.multi_tensor when
+    ``multi``."""
+    opt = info.build(**info.example)
+    return gx.multi_tensor(opt) if multi else opt
 
 
 def _params(info, dtype=jnp.float64, seed=0, *, top=None, layer=None):
@@ -201,10 +219,10 @@ def test_set_hyperparam_refuses_bad_values_by_name(info):
 
 
 @MODES
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_nested_mismatches_name_the_nested_path(info, jit):
+@WITH_MULTI_TENSOR
+def test_nested_mismatches_name_the_nested_path(info, multi, jit):
     params = _params(info)
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
     state = opt.init(params)
     update = _update_fn(opt, jit)
     grads = _grads(params, 1)[0]
@@ -226,22 +244,40 @@ FLAT_STATE = {"lbfgs"}
 
 
 @MODES
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_a_state_made_for_other_parameters_names_the_path(info, jit):
+@WITH_MULTI_TENSOR
+def test_a_state_made_for_other_parameters_names_the_path(info, multi, jit):
     """Gradients and parameters that agree with each other but not with the state ``init``
     built: the state's per-parameter entries name the path."""
     params = _params(info)
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
     state = opt.init(params)
     update = _update_fn(opt, jit)
     other = _with_w(params, jnp.ones((5, 3)))
+
+    def rename(tree):  # ['layer']['w'] as ['layer']['v']: same shapes, same leaf order
+        return {**tree, "layer": {"v": tree["layer"]["w"], "b": tree["layer"]["b"]}}
+
+    renamed = rename(params)
+    if multi:
+        # The state is one buffer per dtype, laid out by position from the leaves' shapes: a
+        # state for another total size is refused by the buffer's size (12 + 3 + 1 entries,
+        # not 15 + 3 + 1), with no path to name; a tree of the same shapes in the same order
+        # under other names is not noticed, and steps exactly as the tree it was made for.
+        sizes = r"\['float64'\]: shape \((19,\) where .*\(16|16,\) where .*\(19),\)"  # either way
+        with pytest.raises(ValueError, match=sizes):
+            update(_grads(other, 1)[0], state, other)
+        grads = _grads(params, 1)[0]
+        want, want_state = update(grads, state, params)
+        got, got_state = update(rename(grads), state, renamed)
+        _assert_trees_equal(got, rename(want))
+        _assert_trees_equal(got_state, want_state)
+        return
     if info.name in FLAT_STATE:
         with pytest.raises(ValueError, match=r"made for other parameters.*init\(params\)"):
             update(_grads(other, 1)[0], state, other)
         return
     with pytest.raises(ValueError, match=W):
         update(_grads(other, 1)[0], state, other)
-    renamed = {**params, "layer": {"v": params["layer"]["w"], "b": params["layer"]["b"]}}
     with pytest.raises(ValueError, match=r"\['layer'\]\['(v|w)'\]"):
         update(_grads(renamed, 1)[0], state, renamed)
 
@@ -256,10 +292,10 @@ BAD_GRADIENT_KINDS = {
 
 @MODES
 @pytest.mark.parametrize("kind", list(BAD_GRADIENT_KINDS))
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_a_gradient_of_another_kind_names_the_path(info, kind, jit):
+@WITH_MULTI_TENSOR
+def test_a_gradient_of_another_kind_names_the_path(info, multi, kind, jit):
     params = _params(info)
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
     state = opt.init(params)
     grads = _grads(params, 1)[0]
     bad = _with_w(grads, BAD_GRADIENT_KINDS[kind](grads["layer"]["w"]))
@@ -285,12 +321,14 @@ def test_integer_gradients_without_params_name_the_path(info):
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.int64, jnp.uint8, jnp.bool_],
                          ids=lambda d: jnp.dtype(d).name)
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_integer_and_bool_parameters_are_refused_by_path(info, dtype):
+@WITH_MULTI_TENSOR
+def test_integer_and_bool_parameters_are_refused_by_path(info, multi, dtype):
     params = _params(info, layer={"step": jnp.zeros((), dtype)})
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
+    # multi_tensor refuses complex leaves too: its remedy names gx.multi_transform alone.
+    remedy = "multi_transform" if multi else "multi_transform.*set_to_zero"
     for init in (opt.init, jax.jit(opt.init)):
-        with pytest.raises(TypeError, match=r"\['layer'\]\['step'\].*set_to_zero"):
+        with pytest.raises(TypeError, match=r"\['layer'\]\['step'\].*" + remedy):
             init(params)
 
 
@@ -317,13 +355,15 @@ WIDTHS = [(jnp.float64, jnp.float32), (jnp.float32, jnp.float64), (jnp.float32, 
 
 @pytest.mark.parametrize(("param_dtype", "grad_dtype"), WIDTHS,
                          ids=lambda d: jnp.dtype(d).name)
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_another_float_width_is_cast_to_the_parameter_dtype(info, param_dtype, grad_dtype):
+@WITH_MULTI_TENSOR
+def test_another_float_width_is_cast_to_the_parameter_dtype(
+    info, multi, param_dtype, grad_dtype
+):
     """Gradients in another floating-point width give exactly the run on the gradients cast to
     the parameters' dtype beforehand: same updates (in the parameters' dtype), same state."""
     params = _params(info, param_dtype)
     grads = _grads(_params(info, grad_dtype), 3)
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
 
     def run(gs):
         # Op by op (an eager update is otherwise one compiled program, whose fusions may differ
@@ -358,13 +398,14 @@ def _finite(x) -> bool:
 
 
 @pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_non_finite_gradients_propagate_by_default(info, bad_value):
+@WITH_MULTI_TENSOR
+def test_non_finite_gradients_propagate_by_default(info, multi, bad_value):
     """As in torch: nothing is filtered. A NaN reaches the parameter and the state; an Inf
     reaches the state and, except for sign-based steps, the parameter. Other leaves take
-    exactly the step they take without the bad leaf."""
+    exactly the step they take without the bad leaf, and keep exactly that state (in
+    gx.multi_tensor's buffer too)."""
     params = _params(info)
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
     step = jax.jit(opt.update)
     state = opt.init(params)
     first, second = _grads(params, 2)
@@ -385,9 +426,19 @@ def test_non_finite_gradients_propagate_by_default(info, bad_value):
 
     if info.name in FLAT_STATE:  # every leaf's step depends on every gradient: see below
         return
-    clean_updates, _ = step(_with_w(second, jnp.zeros_like(w)), state, params)
+    clean_updates, clean_state = step(_with_w(second, jnp.zeros_like(w)), state, params)
     np.testing.assert_array_equal(bad_updates["layer"]["b"], clean_updates["layer"]["b"])
     np.testing.assert_array_equal(bad_updates["head"], clean_updates["head"])
+    if multi:
+        bad_state, clean_state = (gx.per_leaf_state(s, params) for s in (bad_state, clean_state))
+    others = 0
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(bad_state),
+                            tree_leaves(clean_state), strict=True):
+        where = jax.tree_util.keystr(path)
+        if not where.endswith("['layer']['w']"):
+            np.testing.assert_array_equal(x, y, err_msg=where)
+            others += "['layer']['b']" in where
+    assert others  # the per-parameter state of ['layer']['b'] was compared
 
 
 @pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
@@ -416,8 +467,8 @@ def test_non_finite_gradients_in_a_flat_step_match_torch(name, bad_value, torch_
 
 
 @MODES
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
+@WITH_MULTI_TENSOR
+def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, multi, jit):
     """Bad steps (a NaN, then an Inf) between good ones: the updates are zeros, the inner
     state is returned bit for bit, and the run afterwards is exactly the run that never saw
     them."""
@@ -425,7 +476,7 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(info, jit):
     good = _grads(params, 4)
     nan = _with_w(good[0], good[0]["layer"]["w"].at[0, 0].set(math.nan))
     inf = {**good[1], "head": jnp.full_like(good[1]["head"], math.inf)}
-    opt = info.build(**info.example)
+    opt = _build(info, multi)
     guarded = gx.apply_if_finite(opt, max_consecutive_errors=2)
     step, guarded_step = _update_fn(opt, jit), _update_fn(guarded, jit)
 
