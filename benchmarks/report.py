@@ -6,15 +6,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks import formatting as fmt
-from benchmarks.contenders import BASELINE, MULTI_TENSOR, OPTAX, OPTAX_FLATTEN, TORCH_FUSED
+from benchmarks.contenders import (
+    BASELINE,
+    FFI_FUSED,
+    MULTI_TENSOR,
+    OPTAX,
+    OPTAX_FLATTEN,
+    PACKED,
+    TORCH_FUSED,
+)
 from benchmarks.eager import BASELINE as EAGER_BASELINE
 from benchmarks.eager import COMPILE_EVENT, GRADTX, OP_BY_OP
 from benchmarks.optimizers import SEMANTIC_NOTES
 from benchmarks.results import EagerResult, Results, ShapeResult, effective_gbps, roofline_pct
 from benchmarks.targets import (
     EAGER_RATIO_LIMIT,
+    FFI_PATHS,
     MISSED,
     MULTI_COMPILE_LIMIT_S,
+    MULTI_PATHS,
     TORCH_FUSED_FRACTION,
     evaluate,
     multi_tensor_rows,
@@ -69,8 +79,14 @@ def method(r: Results) -> str:
         f"- Contenders: `{BASELINE}` and `{OPTAX}` step leaf by leaf; `{MULTI_TENSOR}` is "
         f"`gx.multi_tensor(opt)` and `{OPTAX_FLATTEN}` is `optax.flatten(opt)`: the same "
         "optimizer run on one concatenated buffer per dtype (the gradients are packed into it, "
-        "the update is split back into the leaves). torch foreach and fused are torch's "
-        "multi-tensor paths.",
+        f"the update is split back into the leaves). `{PACKED}` keeps the parameters packed "
+        "for the whole run (`buffers, unpack = gx.pack_leaves(params)`; the model reads "
+        "`unpack(buffers)`, so its gradients arrive packed) and steps the optimizer on the "
+        f"buffers. `{FFI_FUSED}` is Adam as a C++ custom call per leaf through `jax.ffi` "
+        "(benchmarks/fused_adam.cc: one pass that reads p, g, m, v and writes p, m, v in "
+        "place, built with the system's g++ -O3 -march=native), and its packed twin one call "
+        "on the packed buffers: measured alternatives to XLA's kernels, not part of gradtx. "
+        "torch foreach and fused are torch's multi-tensor paths.",
         "- Trees: " + "; ".join(t.shape.title for t in r.shapes) + ". "
         + _compile_trees(r),
         f"- All contenders of one optimizer and shape are timed in one process, interleaved: "
@@ -359,13 +375,13 @@ def _shared_shapes_compile(r: Results) -> str:
     return ("Measured:" + _sub_items(parts)) if parts else ""
 
 
-def _multi_compile_missed(r: Results, titles: list[str]) -> list[str]:
+def _multi_compile_missed(r: Results, titles: list[str], contender: str) -> list[str]:
     o = SIDE_BY_SIDE_OPTIMIZER
     parts = []
     for title in titles:
         s = _shape_named(r, title)
-        mt, base = s.kernels.get((o, MULTI_TENSOR)), s.kernels.get((o, BASELINE))
-        t_mt = s.compile_seconds.get((o, MULTI_TENSOR))
+        mt, base = s.kernels.get((o, contender)), s.kernels.get((o, BASELINE))
+        t_mt = s.compile_seconds.get((o, contender))
         t_base = s.compile_seconds.get((o, BASELINE))
         t_flat = s.compile_seconds.get((o, OPTAX_FLATTEN))
         flat = s.kernels.get((o, OPTAX_FLATTEN))
@@ -391,7 +407,8 @@ def _multi_compile_missed(r: Results, titles: list[str]) -> list[str]:
         "kernels than the per-leaf one, but its leaf-shaped kernels alone keep it over "
         f"{MULTI_COMPILE_LIMIT_S:g} s. `optax.flatten` has the same structure (concatenate, "
         "step, slice back). Only parameters that themselves live in the buffer between steps "
-        "(the leaves being views of it) would remove the per-leaf kernels." + _sub_items(parts),
+        f"(the leaves being views of it, `{PACKED}`) remove the per-leaf kernels."
+        + _sub_items(parts),
     ]
 
 
@@ -414,29 +431,32 @@ def _step_evidence(r: Results, s: ShapeResult, o: str, c: str) -> str:
             f"measured {fmt.ms(s.step_seconds.get((o, c)))} ms")
 
 
-def _multi_vs_optax_missed(r: Results, titles: list[str]) -> list[str]:
+def _multi_vs_optax_missed(r: Results, titles: list[str], contender: str) -> list[str]:
     parts, same = [], []
     for title in titles:
         s = _shape_named(r, title)
-        ratios = {o: s.ratio(o, OPTAX, MULTI_TENSOR) for o in s.optimizers}
+        ratios = {o: s.ratio(o, OPTAX, contender) for o in s.optimizers}
         ratios = {o: v for o, v in ratios.items() if v is not None}
         if not ratios:
             continue
         o = min(ratios, key=ratios.get)
-        mt, ox = s.kernels.get((o, MULTI_TENSOR)), s.kernels.get((o, OPTAX))
+        mt, ox = s.kernels.get((o, contender)), s.kernels.get((o, OPTAX))
         if mt is not None and ox is not None and \
                 abs(mt.bytes_moved - ox.bytes_moved) <= 0.01 * ox.bytes_moved:
-            same.append(f"{title} ({o}: {OPTAX}/{MULTI_TENSOR} = {fmt.ratio(ratios[o])}; "
-                        f"multi-tensor {_kernels(s, o, MULTI_TENSOR)}, Optax "
+            same.append(f"{title} ({o}: {OPTAX}/{contender} = {fmt.ratio(ratios[o])}; "
+                        f"{contender} {_kernels(s, o, contender)}, Optax "
                         f"{_kernels(s, o, OPTAX)})")
             continue
-        parts.append(f"{title}, {o}: {OPTAX}/{MULTI_TENSOR} = {fmt.ratio(ratios[o])}; "
-                     f"multi-tensor {_step_evidence(r, s, o, MULTI_TENSOR)}; Optax "
+        parts.append(f"{title}, {o}: {OPTAX}/{contender} = {fmt.ratio(ratios[o])}; "
+                     f"{contender} {_step_evidence(r, s, o, contender)}; Optax "
                      f"{_step_evidence(r, s, o, OPTAX)}")
     lines = []
-    if parts:
+    if parts and contender != MULTI_TENSOR:
+        lines.append(f"- **{contender} against Optax's per-leaf step.** Measured: "
+                     + _sub_items(parts))
+    elif parts:
         lines.append(
-            "- **Multi-tensor against Optax's per-leaf step.** The multi-tensor step moves more "
+            f"- **{MULTI_TENSOR} against Optax's per-leaf step.** The multi-tensor step moves more "
             "bytes than the per-leaf one: it copies the gradients into the buffer (a "
             "`concatenate`, 8 B/param: read and write; AdamW, whose weight decay reads the "
             "parameters, packs them too, 8 B/param more), and writes the update into a buffer "
@@ -452,9 +472,9 @@ def _multi_vs_optax_missed(r: Results, titles: list[str]) -> list[str]:
         )
     if same:
         lines.append(
-            "- **Multi-tensor against Optax, same bytes.** On "
+            f"- **{contender} against Optax, same bytes.** On "
             + "; ".join(same) + ", the two compiled steps move the same bytes: a tree with "
-            "one leaf per dtype needs no packing, so `multi_tensor` runs gradtx's per-leaf "
+            "one leaf per dtype needs no packing, so the step is gradtx's per-leaf "
             "step unchanged. The gap is gradtx's per-leaf step against Optax's (the "
             "`optax/gradtx` ratios of the step tables): runtime hyperparameters against "
             "constants, and the run-to-run spread of a shared machine."
@@ -462,28 +482,55 @@ def _multi_vs_optax_missed(r: Results, titles: list[str]) -> list[str]:
     return lines
 
 
-def _multi_vs_torch_missed(r: Results, titles: list[str]) -> list[str]:
+def _multi_vs_torch_missed(r: Results, titles: list[str], contender: str) -> list[str]:
     parts = []
     for title in titles:
         s = _shape_named(r, title)
         fused = s.step_seconds.get(("Adam", TORCH_FUSED))
-        t = s.step_seconds.get(("Adam", MULTI_TENSOR))
+        t = s.step_seconds.get(("Adam", contender))
         if fused is None or t is None:
             continue
-        parts.append(f"{title}: {_step_evidence(r, s, 'Adam', MULTI_TENSOR)}, against torch "
+        parts.append(f"{title}: {_step_evidence(r, s, 'Adam', contender)}, against torch "
                      f"fused {fmt.ms(fused)} ms ({fmt.ratio(fused / t)} its speed)")
+    if contender in FFI_PATHS:
+        return [_ffi_vs_torch(r, titles, contender, parts)]
+    packing = ("" if contender != MULTI_TENSOR else
+               ", and on a tree of several leaves adds the packing of the gradients, the "
+               "update's round trip through a buffer and that buffer's page faults")
     return [
-        f"- **Multi-tensor against torch fused Adam.** torch's fused kernel reads p, g, m, v "
+        f"- **{contender} against torch fused Adam.** torch's fused kernel reads p, g, m, v "
         f"and writes p, m, v once ({r.bytes_per_param['Adam']} B per parameter). XLA on this "
         "backend writes each array from its own kernel (m, v, the update, then each "
         "parameter: the kernel groups listed), so the step reads the gradients, the moments "
-        "and the update more than once, and on a tree of several leaves adds the packing of "
-        "the gradients, the update's round trip through a buffer and that buffer's page "
-        f"faults. At the best copy bandwidth measured here ({r.bandwidth.best:.1f} GB/s) its "
+        f"and the update more than once{packing}. At the best copy bandwidth measured here "
+        f"({r.bandwidth.best:.1f} GB/s) its "
         "bytes alone set a floor on the step. One buffer cuts the kernel count, not the "
         f"bytes: reaching {TORCH_FUSED_FRACTION:g}× torch fused needs one kernel that writes "
-        "p, m and v in the same pass, which XLA did not emit here." + _sub_items(parts),
+        "p, m and v in the same pass, which XLA did not emit here (the jax.ffi rows show such "
+        "a kernel)." + _sub_items(parts),
     ]
+
+
+def _ffi_vs_torch(r: Results, titles: list[str], contender: str, parts: list[str]) -> str:
+    """Why a jax.ffi kernel that moves torch fused's bytes is still slower than it."""
+    per_call = []
+    for title in titles:
+        s = _shape_named(r, title)
+        leaf, packed = (s.step_seconds.get(("Adam", c)) for c in FFI_PATHS)
+        if contender == FFI_FUSED and leaf is not None and packed is not None \
+                and s.shape.n_leaves > 1:
+            per_call.append(f"{title}: {1e6 * (leaf - packed) / s.shape.n_leaves:.1f} µs per "
+                            "leaf more than one call on the packed buffers")
+    calls = ("" if not per_call else
+             " Each leaf is a custom call of its own, and each call has a fixed cost on "
+             "XLA:CPU (" + "; ".join(per_call) + ").")
+    return (
+        f"- **{contender} against torch fused Adam.** The C++ kernel reads p, g, m, v and "
+        f"writes p, m, v once, as torch's does ({r.bytes_per_param['Adam']} B per "
+        "parameter), so the gap is not bytes: the kernel runs on one thread, where torch's "
+        "fused step splits a large tensor over its intra-op threads." + calls
+        + _sub_items(parts)
+    )
 
 
 def why_missed(r: Results) -> str:
@@ -546,12 +593,13 @@ def why_missed(r: Results) -> str:
     for target, titles in multi.items():
         if not titles:
             continue
-        if target.startswith(f"{MULTI_TENSOR} compile"):
-            lines += _multi_compile_missed(r, titles)
-        elif target.startswith(f"{MULTI_TENSOR} ≥ optax"):
-            lines += _multi_vs_optax_missed(r, titles)
+        contender = next(c for c in (*MULTI_PATHS, *FFI_PATHS) if target.startswith(f"{c} "))
+        if target.startswith(f"{contender} compile"):
+            lines += _multi_compile_missed(r, titles, contender)
+        elif target.startswith(f"{contender} ≥ optax"):
+            lines += _multi_vs_optax_missed(r, titles, contender)
         else:
-            lines += _multi_vs_torch_missed(r, titles)
+            lines += _multi_vs_torch_missed(r, titles, contender)
     return "\n".join(lines)
 
 

@@ -25,8 +25,11 @@ class Runner(Protocol):
         """The current parameters on the host, in leaf order."""
 
 
-def jax_step(opt: Any, apply_updates: Callable) -> Callable:
-    """One optimizer step: the update, then applying it to the parameters."""
+def jax_step(opt: Any, apply_updates: Callable | None) -> Callable:
+    """One optimizer step: the update, then applying it to the parameters (an optimizer with
+    a ``fused_step`` does both in one)."""
+    if apply_updates is None:
+        return opt.fused_step
 
     def step(params, state, grads):
         updates, state = opt.update(grads, state, params)
@@ -41,11 +44,17 @@ def to_device(tree: dict[str, np.ndarray]) -> dict[str, jax.Array]:
 
 
 class JaxRunner:
-    """Steps a compiled, donating step function on device arrays."""
+    """Steps a compiled, donating step function on device arrays.
 
-    def __init__(self, compiled: Any, opt: Any, params: dict, grads: dict) -> None:
+    ``unpack`` (for parameters held as :func:`gradtx.pack_leaves` buffers) turns the stepped
+    arrays back into the tree whose leaves ``names`` lists."""
+
+    def __init__(self, compiled: Any, opt: Any, params: dict, grads: dict,
+                 unpack: Callable | None = None, names: list[str] | None = None) -> None:
         self._compiled = compiled
-        self._names = list(params)  # jax returns dicts with sorted keys; keep the shape's order
+        # jax returns dicts with sorted keys; keep the shape's order
+        self._names = list(params) if names is None else names
+        self._unpack = unpack
         self._params = to_device(params)
         self._grads = to_device(grads)
         self._state = jax.jit(opt.init)(self._params)
@@ -57,7 +66,8 @@ class JaxRunner:
         jax.block_until_ready((self._params, self._state))
 
     def params(self) -> list[np.ndarray]:
-        return [np.asarray(self._params[k]) for k in self._names]
+        tree = self._params if self._unpack is None else self._unpack(self._params)
+        return [np.asarray(tree[k]) for k in self._names]
 
     def state_bytes(self) -> int:
         """Bytes of params + grads + state held by this runner."""

@@ -4,12 +4,14 @@ analyses and interleaved step timings of every contender, then the eager (un-jit
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
 import torch
 
+import gradtx as gx
 from benchmarks import bandwidth, eager, hlo, machine, memory, shapes, timing
 from benchmarks.contenders import APPLY_UPDATES, CONTENDERS, TORCH_FUSED, Contender, is_jax
 from benchmarks.optimizers import OPTIMIZERS, OptimizerSpec
@@ -38,6 +40,23 @@ def _abstract(tree: dict[str, np.ndarray]) -> dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct(v.shape, np.float32) for k, v in tree.items()}
 
 
+class _Layout(NamedTuple):
+    """What a contender's step gets: the tree as it is, or :func:`gradtx.pack_leaves` buffers."""
+
+    params: dict
+    grads: dict
+    unpack: Callable | None
+
+
+def _layout(contender: Contender, params: dict, grads: dict) -> _Layout:
+    if not contender.packed:
+        return _Layout(params, grads, None)
+    packed_params, unpack = gx.pack_leaves(params)
+    packed_grads, _ = gx.pack_leaves(grads)
+    host = {k: np.asarray(v) for k, v in packed_params.items()}
+    return _Layout(host, {k: np.asarray(v) for k, v in packed_grads.items()}, unpack)
+
+
 def build_runners(
     spec: OptimizerSpec,
     contenders: Sequence[Contender],
@@ -58,14 +77,15 @@ def build_runners(
     """
     made = {c.name: c.factory(spec) for c in contenders}
     jax_ones = [c for c in contenders if is_jax(c) and made[c.name] is not None]
-    abstract_p, abstract_g = _abstract(params), _abstract(grads)
+    layouts = {c.name: _layout(c, params, grads) for c in jax_ones}
     compiled, seconds = {}, {c.name: [] for c in jax_ones}
     for _ in range(compile_repeats):
         for c in jax_ones:
             if seconds[c.name] and seconds[c.name][0] > single_compile_seconds:
                 continue
-            exe, s = timing.compile_step(made[c.name], APPLY_UPDATES[c.library], abstract_p,
-                                         abstract_g)
+            layout = layouts[c.name]
+            exe, s = timing.compile_step(made[c.name], APPLY_UPDATES[c.library],
+                                         _abstract(layout.params), _abstract(layout.grads))
             compiled[c.name] = exe
             seconds[c.name].append(s)
     runners: dict[str, Runner] = {}
@@ -76,7 +96,9 @@ def build_runners(
                 result.step_seconds[(spec.name, c.name)] = None
             continue
         if is_jax(c):
-            runner = JaxRunner(compiled[c.name], opt, params, grads)
+            layout = layouts[c.name]
+            runner = JaxRunner(compiled[c.name], opt, layout.params, layout.grads,
+                               layout.unpack, list(params))
             if result is not None:
                 key = (spec.name, c.name)
                 result.compile_seconds[key] = float(np.median(seconds[c.name]))

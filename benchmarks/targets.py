@@ -10,7 +10,16 @@ from typing import NamedTuple
 
 from benchmarks import eager
 from benchmarks import formatting as fmt
-from benchmarks.contenders import BASELINE, MULTI_TENSOR, OPTAX, OPTAX_FLATTEN, TORCH_FUSED
+from benchmarks.contenders import (
+    BASELINE,
+    FFI_FUSED,
+    FFI_PACKED,
+    MULTI_TENSOR,
+    OPTAX,
+    OPTAX_FLATTEN,
+    PACKED,
+    TORCH_FUSED,
+)
 from benchmarks.results import EagerResult, Results, ShapeResult, roofline_pct
 
 MET, MISSED, NOT_MEASURED = "MET", "MISSED", "NOT MEASURED"
@@ -24,6 +33,9 @@ MULTI_COMPILE_LIMIT_S = 2.0
 MULTI_COMPILE_SHAPES = ("distinct", "distinct-2d")
 TORCH_FUSED_FRACTION = 0.8
 MULTI_VS_TORCH_SHAPES = ("transformer", "single")
+# gradtx's ways to step many leaves at once, and the jax.ffi kernels measured beside them.
+MULTI_PATHS = (MULTI_TENSOR, PACKED)
+FFI_PATHS = (FFI_FUSED, FFI_PACKED)
 
 
 class TargetRow(NamedTuple):
@@ -106,11 +118,11 @@ def _compile(shape: ShapeResult) -> TargetRow:
     return TargetRow(target, shape.shape.title, measured, compile_verdict(times.values()))
 
 
-def _multi_compile(shape: ShapeResult) -> TargetRow:
-    """The multi-tensor step's compile time on a tree of distinct leaf shapes, with the
-    per-leaf steps' and Optax's beside it."""
-    times = {o: shape.compile_seconds[(o, MULTI_TENSOR)] for o in shape.optimizers
-             if (o, MULTI_TENSOR) in shape.compile_seconds}
+def _multi_compile(shape: ShapeResult, contender: str) -> TargetRow:
+    """``contender``'s compile time on a tree of distinct leaf shapes, with the per-leaf
+    steps' and Optax's beside it."""
+    times = {o: shape.compile_seconds[(o, contender)] for o in shape.optimizers
+             if (o, contender) in shape.compile_seconds}
     measured = "n/a"
     if times:
         worst = max(times, key=times.get)
@@ -118,29 +130,31 @@ def _multi_compile(shape: ShapeResult) -> TargetRow:
                   for c in (BASELINE, OPTAX, OPTAX_FLATTEN)]
         measured = (f"slowest {fmt.seconds(times[worst])} s ({worst}); "
                     + ", ".join(f"{c} {fmt.seconds(t)} s" for c, t in others if t is not None))
-    target = f"{MULTI_TENSOR} compile ≤ {MULTI_COMPILE_LIMIT_S:g} s, distinct leaf shapes"
+    target = f"{contender} compile ≤ {MULTI_COMPILE_LIMIT_S:g} s, distinct leaf shapes"
     return TargetRow(target, shape.shape.title, measured,
                      compile_verdict(times.values(), MULTI_COMPILE_LIMIT_S))
 
 
-def _multi_vs_torch_fused(shape: ShapeResult) -> TargetRow:
-    target = f"{MULTI_TENSOR} ≥ {TORCH_FUSED_FRACTION:g}× torch fused Adam's speed"
-    r = shape.ratio("Adam", TORCH_FUSED, MULTI_TENSOR)
+def _multi_vs_torch_fused(shape: ShapeResult, contender: str) -> TargetRow:
+    target = f"{contender} ≥ {TORCH_FUSED_FRACTION:g}× torch fused Adam's speed"
+    r = shape.ratio("Adam", TORCH_FUSED, contender)
     if r is None:
-        return TargetRow(target, shape.shape.title, "torch fused not run", NOT_MEASURED)
-    measured = f"{TORCH_FUSED}/{MULTI_TENSOR} = {fmt.ratio(r)}"
+        return TargetRow(target, shape.shape.title, "not run", NOT_MEASURED)
+    measured = f"{TORCH_FUSED}/{contender} = {fmt.ratio(r)}"
     return TargetRow(target, shape.shape.title, measured,
                      ratios_verdict([r], TORCH_FUSED_FRACTION))
 
 
 def multi_tensor_rows(results: Results) -> list[TargetRow]:
-    """The multi-tensor path's targets: compile time on the distinct-shape trees, step speed
-    against Optax on every tree and against torch fused Adam on the transformer and the single
-    leaf."""
-    rows = [_multi_compile(s) for s in results.shapes if s.shape.key in MULTI_COMPILE_SHAPES]
-    rows += [_vs_optax(s, MULTI_TENSOR) for s in results.shapes]
-    rows += [_multi_vs_torch_fused(s) for s in results.shapes
-             if s.shape.key in MULTI_VS_TORCH_SHAPES]
+    """The many-leaf targets, for gradtx's multi-tensor and packed steps: compile time on the
+    distinct-shape trees, step speed against Optax on every tree and against torch fused Adam
+    on the transformer and the single leaf; the jax.ffi kernels (measured alternatives, Adam
+    only) against the same compile and torch-fused targets."""
+    rows = [_multi_compile(s, c) for c in (*MULTI_PATHS, *FFI_PATHS) for s in results.shapes
+            if s.shape.key in MULTI_COMPILE_SHAPES]
+    rows += [_vs_optax(s, c) for c in MULTI_PATHS for s in results.shapes]
+    rows += [_multi_vs_torch_fused(s, c) for c in (*MULTI_PATHS, *FFI_PATHS)
+             for s in results.shapes if s.shape.key in MULTI_VS_TORCH_SHAPES]
     return rows
 
 

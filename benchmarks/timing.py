@@ -31,7 +31,9 @@ def warm_up_compiler() -> None:
     jax.jit(lambda x: x * 2 + 1).lower(jax.ShapeDtypeStruct((8,), "float32")).compile()
 
 
-def compile_step(opt: Any, apply_updates: Callable, params: Any, grads: Any) -> tuple[Any, float]:
+def compile_step(
+    opt: Any, apply_updates: Callable | None, params: Any, grads: Any
+) -> tuple[Any, float]:
     """Lower and compile the donating step from scratch; returns (executable, seconds).
 
     ``params`` and ``grads`` are trees of ``jax.ShapeDtypeStruct``; the in-memory caches are
