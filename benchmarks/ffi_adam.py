@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -53,8 +54,10 @@ def register() -> bool:
     output = output.with_stem(f"{output.stem}-{hashlib.sha256(key).hexdigest()[:16]}")
     if not output.exists():
         partial = output.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run(compile_command(SOURCE, partial), check=True, capture_output=True,
-                       timeout=300)
+        done = subprocess.run(compile_command(SOURCE, partial), capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"building {SOURCE.name} failed:\n{done.stderr}")
         partial.replace(output)  # atomic: a parallel process never loads half a file
     library = ctypes.cdll.LoadLibrary(str(output))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(getattr(library, SYMBOL)),
@@ -103,8 +106,10 @@ def fused_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
                 raise TypeError(f"fused_adam steps float32 leaves only, got {leaf.dtype}")
         count = state.count + 1
         t = count.astype(jnp.float32)
-        # torch's order: step size lr / (1 - b1^t), denominator sqrt(v) / sqrt(1 - b2^t) + eps
-        scalars = jnp.stack([learning_rate / (1 - b1**t), jnp.sqrt(1 - b2**t)])
+        # torch's order: step size lr / (1 - b1^t), denominator sqrt(v) / sqrt(1 - b2^t) + eps;
+        # 1 - b^t as -expm1(t log b): in float32, 1 - 0.999^t would lose 4 digits to cancellation
+        bc1, bc2 = (-jnp.expm1(t * math.log(b)) for b in (b1, b2))
+        scalars = jnp.stack([learning_rate / bc1, jnp.sqrt(bc2)])
         mu, nu = treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu)
         out = [_leaf_step(scalars, *leaf, b1, b2, eps)
                for leaf in zip(leaves, treedef.flatten_up_to(grads), mu, nu, strict=True)]

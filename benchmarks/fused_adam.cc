@@ -5,9 +5,15 @@
 // One call per leaf (one call with every leaf's buffers made XLA's alias analysis take seconds to
 // compile on 500 leaves). Arguments: scalars f32[2] = (lr / (1 - b1^t), sqrt(1 - b2^t)), p, g, m,
 // v. Results: p, m, v, aliased to their arguments by the caller. Attributes: b1, b2, eps.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -31,11 +37,14 @@ void AdamLeaf(std::size_t size, float step_size, float bc2_sqrt, float b1, float
   }
 }
 
-ffi::Error FusedAdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::Buffer<ffi::F32> p,
-                         ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> m,
-                         ffi::Buffer<ffi::F32> v, ffi::ResultBuffer<ffi::F32> p_out,
-                         ffi::ResultBuffer<ffi::F32> m_out, ffi::ResultBuffer<ffi::F32> v_out,
-                         float b1, float b2, float eps) {
+// Below this many elements a leaf runs on the calling thread (a task costs microseconds).
+constexpr std::size_t kParallelMinSize = 1 << 18;
+
+ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
+                         ffi::Buffer<ffi::F32> p, ffi::Buffer<ffi::F32> g,
+                         ffi::Buffer<ffi::F32> m, ffi::Buffer<ffi::F32> v,
+                         ffi::ResultBuffer<ffi::F32> p_out, ffi::ResultBuffer<ffi::F32> m_out,
+                         ffi::ResultBuffer<ffi::F32> v_out, float b1, float b2, float eps) {
   if (scalars.element_count() != 2) {
     return ffi::Error::InvalidArgument("fused_adam: scalars must hold 2 values");
   }
@@ -43,9 +52,51 @@ ffi::Error FusedAdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::Buffer<ffi::F32> p,
   if (g.element_count() != size || m.element_count() != size || v.element_count() != size) {
     return ffi::Error::InvalidArgument("fused_adam: the buffers differ in size");
   }
-  AdamLeaf(size, scalars.typed_data()[0], scalars.typed_data()[1], b1, b2, eps, p.typed_data(),
-           g.typed_data(), m.typed_data(), v.typed_data(), p_out->typed_data(),
-           m_out->typed_data(), v_out->typed_data());
+  const float step_size = scalars.typed_data()[0];
+  const float bc2_sqrt = scalars.typed_data()[1];
+  const float* pi = p.typed_data();
+  const float* gi = g.typed_data();
+  const float* mi = m.typed_data();
+  const float* vi = v.typed_data();
+  float* po = p_out->typed_data();
+  float* mo = m_out->typed_data();
+  float* vo = v_out->typed_data();
+  auto run = [=](std::size_t begin, std::size_t end) {
+    AdamLeaf(end - begin, step_size, bc2_sqrt, b1, b2, eps, pi + begin, gi + begin, mi + begin,
+             vi + begin, po + begin, mo + begin, vo + begin);
+  };
+  // Large leaves are split over XLA's intra-op threads, as torch's fused step splits over its
+  // own. Chunks are claimed from a shared counter by this thread and by the pool's tasks alike,
+  // so the step finishes even if no pool thread is free (this thread then does every chunk);
+  // a task that starts late finds nothing left and touches only the shared counters.
+  const int64_t threads = pool.num_threads();
+  if (size < kParallelMinSize || threads <= 0) {
+    run(0, size);
+    return ffi::Error::Success();
+  }
+  struct Shared {
+    std::atomic<std::size_t> next{0};
+    std::size_t finished = 0;
+    std::mutex mutex;
+    std::condition_variable all_done;
+  };
+  const std::size_t chunks = static_cast<std::size_t>(threads) + 1;
+  const std::size_t chunk = (size + chunks - 1) / chunks;
+  auto shared = std::make_shared<Shared>();
+  auto work = [shared, run, chunks, chunk, size] {
+    for (std::size_t c; (c = shared->next.fetch_add(1)) < chunks;) {
+      run(std::min(size, c * chunk), std::min(size, (c + 1) * chunk));
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      if (++shared->finished == chunks) shared->all_done.notify_all();
+    }
+  };
+  for (int64_t t = 0; t < threads; ++t) {
+    auto task = work;  // Schedule takes its task by value (an rvalue)
+    pool.Schedule(std::move(task));
+  }
+  work();
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->all_done.wait(lock, [&] { return shared->finished == chunks; });
   return ffi::Error::Success();
 }
 
@@ -53,6 +104,7 @@ ffi::Error FusedAdamImpl(ffi::Buffer<ffi::F32> scalars, ffi::Buffer<ffi::F32> p,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GradtxBenchFusedAdam, FusedAdamImpl,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // scalars
                                   .Arg<ffi::Buffer<ffi::F32>>()  // p
                                   .Arg<ffi::Buffer<ffi::F32>>()  // g

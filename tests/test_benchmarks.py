@@ -448,3 +448,32 @@ def test_optional_sections(monkeypatch):
     monkeypatch.setitem(sys.modules, "benchmarks.fake_section", fake)
     monkeypatch.setattr(cli, "OPTIONAL_SECTIONS", ("benchmarks.fake_section",))
     assert cli.optional_sections(quick=True) == ["## Fake section (quick=True)"]
+
+
+def test_ffi_fused_adam_on_a_large_leaf_equals_gradtx():
+    """The C++ kernel splits a leaf this large over XLA's threads (uneven chunks: the size is
+    odd); its parameters and moments after three steps equal gx.adam's to float32 rounding."""
+    import jax
+    import jax.numpy as jnp
+
+    import gradtx as gx
+    from benchmarks import ffi_adam
+
+    opt = ffi_adam.fused_adam(1e-3)
+    assert opt is not None  # CPU with a C++ compiler: the kernel must build here
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.standard_normal(2**20 + 3), jnp.float32)}
+    grads = {"w": jnp.asarray(rng.standard_normal(2**20 + 3), jnp.float32)}
+    ref, ref_params = gx.adam(1e-3), params
+    ref_state = ref.init(params)
+    state, got = opt.init(params), jax.tree.map(jnp.copy, params)
+    step = jax.jit(opt.fused_step, donate_argnums=(0, 1))
+    for _ in range(3):
+        got, state = step(got, state, grads)
+        updates, ref_state = ref.update(grads, ref_state, ref_params)
+        ref_params = gx.apply_updates(ref_params, updates)
+    # a step may round p differently by an ulp (torch's order of operations vs gradtx's)
+    np.testing.assert_allclose(got["w"], ref_params["w"], rtol=4 * 2.0**-23, atol=1e-8)
+    assert not np.array_equal(got["w"], params["w"])
+    for name, mine in (("mu", state.mu), ("nu", state.nu)):
+        np.testing.assert_allclose(mine["w"], gx.tree_get(ref_state, name)["w"], rtol=1e-6)
