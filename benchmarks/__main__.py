@@ -1,5 +1,6 @@
-"""``python -m benchmarks [--quick] [--out PATH] [--repeats N]``: run the benchmark and write
-the Markdown report."""
+"""``python -m benchmarks [--quick] [--out PATH] [--repeats N] [--save-results PATH]``: run the
+benchmark and write the Markdown report. ``--render PATH`` writes the report again from the
+results a run saved, measuring nothing (for changes to the report's text)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import datetime
 import importlib
 import os
+import pickle
 import shlex
 import sys
 from collections.abc import Sequence
@@ -27,6 +29,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="BENCHMARKS.md", help="report path (Markdown)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved timing rounds (default 15; 3 with --quick)")
+    parser.add_argument("--save-results", metavar="PATH",
+                        help="also pickle the measured results to PATH")
+    parser.add_argument("--render", metavar="PATH",
+                        help="measure nothing: write the report from results saved to PATH")
     return parser.parse_args(argv)
 
 
@@ -52,11 +58,18 @@ def main(argv: Sequence[str] | None = None) -> str:
     from benchmarks import report, suite
     from benchmarks.settings import make_settings
 
-    settings = make_settings(args.quick, args.repeats)
-    command = shlex.join(["python", "-m", "benchmarks", *argv])
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    results = suite.run(settings, command, date)
-    results.extra_sections = optional_sections(args.quick)
+    if args.render:
+        with open(args.render, "rb") as f:
+            results = pickle.load(f)  # the caller's own file, written by --save-results
+    else:
+        settings = make_settings(args.quick, args.repeats)
+        command = shlex.join(["python", "-m", "benchmarks", *argv])
+        date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        results = suite.run(settings, command, date)
+        results.extra_sections = optional_sections(args.quick)
+        if args.save_results:
+            with open(args.save_results, "wb") as f:
+                pickle.dump(results, f)
     with open(args.out, "w") as f:
         f.write(report.render(results))
     log(f"wrote {args.out}")

@@ -28,6 +28,8 @@ import numpy as np
 SOURCE = Path(__file__).with_name("fused_adam.cc")
 TARGET = "gradtx_bench_fused_adam"
 SYMBOL = "GradtxBenchFusedAdam"
+# Leaves of fewer elements run on the calling thread; larger ones are split over XLA's threads.
+PARALLEL_MIN_SIZE = 2**18
 
 
 def compile_command(source: Path, output: Path) -> list[str] | None:
@@ -83,7 +85,8 @@ def _leaf_step(scalars, p, g, m, v, b1, b2, eps):
     like = jax.ShapeDtypeStruct(p.shape, p.dtype)
     # arguments (scalars, p, g, m, v) -> results (p, m, v), updated in place
     call = jax.ffi.ffi_call(TARGET, [like] * 3, input_output_aliases={1: 0, 3: 1, 4: 2})
-    return call(scalars, p, g, m, v, b1=np.float32(b1), b2=np.float32(b2), eps=np.float32(eps))
+    return call(scalars, p, g, m, v, b1=np.float32(b1), b2=np.float32(b2), eps=np.float32(eps),
+                parallel_min_size=np.int64(PARALLEL_MIN_SIZE))
 
 
 def fused_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999,

@@ -4,7 +4,8 @@
 //
 // One call per leaf (one call with every leaf's buffers made XLA's alias analysis take seconds to
 // compile on 500 leaves). Arguments: scalars f32[2] = (lr / (1 - b1^t), sqrt(1 - b2^t)), p, g, m,
-// v. Results: p, m, v, aliased to their arguments by the caller. Attributes: b1, b2, eps.
+// v. Results: p, m, v, aliased to their arguments by the caller. Attributes: b1, b2, eps, and
+// parallel_min_size: smaller leaves run on the calling thread (a task costs microseconds).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -37,14 +38,12 @@ void AdamLeaf(std::size_t size, float step_size, float bc2_sqrt, float b1, float
   }
 }
 
-// Below this many elements a leaf runs on the calling thread (a task costs microseconds).
-constexpr std::size_t kParallelMinSize = 1 << 18;
-
 ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
                          ffi::Buffer<ffi::F32> p, ffi::Buffer<ffi::F32> g,
                          ffi::Buffer<ffi::F32> m, ffi::Buffer<ffi::F32> v,
                          ffi::ResultBuffer<ffi::F32> p_out, ffi::ResultBuffer<ffi::F32> m_out,
-                         ffi::ResultBuffer<ffi::F32> v_out, float b1, float b2, float eps) {
+                         ffi::ResultBuffer<ffi::F32> v_out, float b1, float b2, float eps,
+                         int64_t parallel_min_size) {
   if (scalars.element_count() != 2) {
     return ffi::Error::InvalidArgument("fused_adam: scalars must hold 2 values");
   }
@@ -70,7 +69,7 @@ ffi::Error FusedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   // so the step finishes even if no pool thread is free (this thread then does every chunk);
   // a task that starts late finds nothing left and touches only the shared counters.
   const int64_t threads = pool.num_threads();
-  if (size < kParallelMinSize || threads <= 0) {
+  if (size < static_cast<std::size_t>(parallel_min_size) || threads <= 0) {
     run(0, size);
     return ffi::Error::Success();
   }
@@ -115,4 +114,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(GradtxBenchFusedAdam, FusedAdamImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()  // v
                                   .Attr<float>("b1")
                                   .Attr<float>("b2")
-                                  .Attr<float>("eps"));
+                                  .Attr<float>("eps")
+                                  .Attr<int64_t>("parallel_min_size"));

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from benchmarks import ffi_adam
 from benchmarks import formatting as fmt
 from benchmarks.contenders import (
     BASELINE,
@@ -522,13 +523,14 @@ def _ffi_vs_torch(r: Results, titles: list[str], contender: str, parts: list[str
             per_call.append(f"{title}: {1e6 * (leaf - packed) / s.shape.n_leaves:.1f} µs per "
                             "leaf more than one call on the packed buffers")
     calls = ("" if not per_call else
-             " Each leaf is a custom call of its own, and each call has a fixed cost on "
-             "XLA:CPU (" + "; ".join(per_call) + ").")
+             " Each leaf is a custom call of its own with a fixed cost on XLA:CPU ("
+             + "; ".join(per_call) + ").")
     return (
         f"- **{contender} against torch fused Adam.** The C++ kernel reads p, g, m, v and "
         f"writes p, m, v once, as torch's does ({r.bytes_per_param['Adam']} B per "
-        "parameter), so the gap is not bytes: the kernel runs on one thread, where torch's "
-        "fused step splits a large tensor over its intra-op threads." + calls
+        f"parameter), so the gap is not bytes: leaves under {ffi_adam.PARALLEL_MIN_SIZE:,} "
+        "elements run on the calling thread (where torch's fused step still splits its work "
+        "over its intra-op threads), and calls are made one after another." + calls
         + _sub_items(parts)
     )
 

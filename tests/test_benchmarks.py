@@ -44,14 +44,28 @@ def has(contender: str, optimizer: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> str:
-    """A quick run's report. Optional sections (``benchmarks.state_quality``) are left out:
-    they have their own tests, and ``test_optional_sections`` covers how they are included."""
-    out = tmp_path_factory.mktemp("bench") / "quick.md"
+def quick_run(tmp_path_factory):
+    """A quick run: (report path, saved results path). Optional sections
+    (``benchmarks.state_quality``) are left out: they have their own tests, and
+    ``test_optional_sections`` covers how they are included."""
+    folder = tmp_path_factory.mktemp("bench")
+    out, saved = folder / "quick.md", folder / "quick.pkl"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli, "OPTIONAL_SECTIONS", ())
-        assert cli.main(["--quick", "--out", str(out)]) == str(out)
-    return out.read_text()
+        assert cli.main(["--quick", "--out", str(out), "--save-results", str(saved)]) == str(out)
+    return out, saved
+
+
+@pytest.fixture(scope="module")
+def report(quick_run) -> str:
+    return quick_run[0].read_text()
+
+
+def test_a_saved_run_renders_the_same_report(quick_run, tmp_path):
+    out, saved = quick_run
+    again = tmp_path / "again.md"
+    assert cli.main(["--render", str(saved), "--out", str(again)]) == str(again)
+    assert again.read_text() == out.read_text()
 
 
 def section(report: str, heading: str) -> str:
