@@ -62,12 +62,12 @@ class _Group:
         matches = [
             info for info in registry.OPTIMIZERS
             if getattr(info.factory, "_injection", None) is not None
-            and info.factory._injection.factory is factory and info.torch_class is not None
+            and info.factory._injection.factory is factory and info.torch_state
         ]
         if not matches:
             raise ValueError(
-                f"{getattr(factory, '__name__', factory)}{where} has no torch.optim "
-                "equivalent, so it has no torch state_dict."
+                f"{getattr(factory, '__name__', factory)}{where} has no torch equivalent "
+                "whose state the bridge maps, so it has no torch state_dict."
             )
         self.info = matches[0]
         if not self.info.torch_state:
@@ -79,7 +79,7 @@ class _Group:
 
     @property
     def torch_name(self) -> str:
-        return f"torch.optim.{self.info.torch_class}"
+        return f"{self.info.torch_module}.{self.info.torch_class_name}"
 
 
 def _leaf_labels(tx: GradientTransformation, params: PyTree) -> tuple[Mapping, list] | None:

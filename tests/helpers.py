@@ -3,6 +3,7 @@ JAX runners (eager and jitted)."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -67,8 +68,25 @@ def torch_step(torch, opt) -> None:
         opt.step()
 
 
+def reference_class(torch, info: OptimizerInfo):
+    """The torch class ``info`` is checked against: ``torch.optim.<name>``, or the reference
+    package's class (imported here: the packages are test extras)."""
+    module = torch.optim if info.torch_module == "torch.optim" else \
+        importlib.import_module(info.torch_module)
+    return getattr(module, info.torch_class_name)
+
+
+def torch_optimizer(torch, info: OptimizerInfo, tensors, kwargs: Mapping[str, Any]):
+    """The reference optimizer over ``tensors`` with gradtx's ``kwargs``, ready to step
+    (schedule-free ones are put in train mode, as their authors require before a step)."""
+    opt = reference_class(torch, info)(tensors, **info.torch_kwargs(kwargs))
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    return opt
+
+
 def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], params, grads):
-    """Parameters after each step of ``torch.optim.<info.torch_class>``: a list of dicts.
+    """Parameters after each step of the torch reference: a list of dicts.
     Real leaves become float64 tensors, complex ones complex128."""
     keys = sorted(params)
 
@@ -77,7 +95,7 @@ def torch_trajectory(torch, info: OptimizerInfo, kwargs: Mapping[str, Any], para
         return torch.tensor(x.astype(np.complex128 if np.iscomplexobj(x) else np.float64))
 
     tensors = [tensor(params[k]).requires_grad_() for k in keys]
-    opt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+    opt = torch_optimizer(torch, info, tensors, kwargs)
     traj = []
     for g in grads:
         for t, k in zip(tensors, keys, strict=True):

@@ -95,7 +95,7 @@ def _torch_with_change(torch, info, kwargs, at_step, group_changes):
     params = _like(info, PARAMS)
     keys = sorted(params)
     tensors = [torch.tensor(params[k], requires_grad=True) for k in keys]
-    topt = getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+    topt = helpers.torch_optimizer(torch, info, tensors, kwargs)
     traj = []
     for t, g in enumerate(GRADS):
         if t == at_step:

@@ -241,7 +241,7 @@ def test_defaults_are_torch_defaults(info):
     }
     theirs = {
         k: p.default
-        for k, p in inspect.signature(getattr(torch.optim, info.torch_class)).parameters.items()
+        for k, p in inspect.signature(helpers.reference_class(torch, info)).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
     translated = info.torch_kwargs(ours)

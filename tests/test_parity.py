@@ -113,9 +113,7 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
 
     keys = sorted(params)
     tensors = [torch.tensor(params[k], requires_grad=True) for k in keys]
-    topt = getattr(torch.optim, info.torch_class)(
-        tensors, **info.torch_kwargs({"learning_rate": base})
-    )
+    topt = helpers.torch_optimizer(torch, info, tensors, {"learning_rate": base})
     sched = torch.optim.lr_scheduler.LambdaLR(topt, lr_lambda=factor)
     expected = []
     for g in grads:

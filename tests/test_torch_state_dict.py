@@ -49,7 +49,7 @@ CASES = [
 
 def _torch_opt(torch, info, kwargs, params):
     tensors = [torch.tensor(np.asarray(params[k]), requires_grad=True) for k in KEYS]
-    return tensors, getattr(torch.optim, info.torch_class)(tensors, **info.torch_kwargs(kwargs))
+    return tensors, helpers.torch_optimizer(torch, info, tensors, kwargs)
 
 
 def _torch_steps(torch, tensors, opt, grads):
@@ -310,7 +310,7 @@ def _torch_adam_sd(torch, params, **kwargs):
         (lambda: gx.adam(gx.linear_schedule(1e-3, 0.0, 100)), PARAMS, {"lr": 0.5},
          r"schedule whose value at step 1"),
         (lambda: gx.rprop(), PARAMS, {}, r"not one of torch.optim.Rprop"),
-        (lambda: gx.lion(1e-3), PARAMS, {}, r"lion has no torch.optim equivalent"),
+        (lambda: gx.sign_sgd(1e-3), PARAMS, {}, r"sign_sgd has no torch equivalent"),
     ],
     ids=["other-optimizer", "adam-into-adamw", "parameter-count", "shape", "argument",
          "live-eps-accepted", "schedule", "rprop", "no-equivalent"],

@@ -176,6 +176,14 @@ TORCH_ONLY_BY_CLASS = {
         "torch's switch to AdamW: `Adam(..., decoupled_weight_decay=True)` is `gx.adamw`. "
         "Pass `weight_decay` explicitly: Adam's default is 0, AdamW's 1e-2."
     ),
+    ("lion_pytorch.Lion", "use_triton"): (
+        "A CUDA kernel for the same step; XLA compiles gradtx's step for the device."
+    ),
+    ("lion_pytorch.Lion", "decoupled_weight_decay"): (
+        "Divides the decay by the initial learning rate, so the decay per step follows the "
+        "schedule's ratio `lr_t / lr_0`: pass `weight_decay=wd / lr_0` for the same step "
+        "(exact with a constant learning rate, which is what the parity runs check)."
+    ),
 }
 NOTES = {
     "params": (
@@ -183,7 +191,7 @@ NOTES = {
         "`opt.update(grads, state, params)` takes them at each step. Param groups: "
         "`gx.multi_transform`."
     ),
-    "lr": "Also a schedule `count -> value` (see the scheduler table below).",
+    "lr": "Also a schedule `count -> value` (see the scheduler table of From torch.optim).",
     "betas": "The pair, as two arguments.",
 }
 TORCH_ONLY_SEE_ABOVE = "None needed (see the arguments without a counterpart, above)."
@@ -244,12 +252,12 @@ class TorchOptimizerTable(SphinxDirective):
         self.env.note_dependency(__file__)
         _shown(self.env).setdefault(docname, set()).add(name)
         if info.torch_class is None:
-            _warn(self, "gradtx-torch-optimizer: %s has no torch.optim equivalent", name)
+            _warn(self, "gradtx-torch-optimizer: %s has no torch reference", name)
             return []
-        optim = _import("torch.optim", docname, "the torch.optim tables")
-        if optim is None:
+        module = _import(info.torch_module, docname, f"the {info.torch_module} tables")
+        if module is None:
             return []
-        torch_cls = getattr(optim, info.torch_class)
+        torch_cls = getattr(module, info.torch_class_name)
         torch_sig = inspect.signature(torch_cls.__init__).parameters
         gx_sig = inspect.signature(info.factory).parameters
         to_gradtx = {torch: gx for gx, torch in info.torch_names.items()}
@@ -287,8 +295,9 @@ class TorchOptimizerTable(SphinxDirective):
                 if why is None and arg in TORCH_ONLY:
                     why = TORCH_ONLY_SEE_ABOVE
                 if why is None:
-                    _warn(self, "torch.optim.%s argument %r has no gradtx counterpart and no "
-                          "explanation in docs/_ext/gradtx_tables.py", info.torch_class, arg)
+                    _warn(self, "%s.%s argument %r has no gradtx counterpart and no "
+                          "explanation in docs/_ext/gradtx_tables.py", info.torch_module,
+                          info.torch_class_name, arg)
                     why = "No counterpart (not yet explained)."
                 rows.append([f"`{arg}`", f"`{torch_default}`", "—", "", "", why])
         for gx_arg in sorted(gx_sig.keys() - reached):
@@ -304,11 +313,11 @@ class TorchOptimizerTable(SphinxDirective):
                              "`jnp.bfloat16` halves it). torch keeps the parameter's dtype, "
                              "as the default `None` does."])
                 continue
-            _warn(self, "gradtx.%s argument %r matches no torch.optim.%s argument", name,
-                  gx_arg, info.torch_class)
+            _warn(self, "gradtx.%s argument %r matches no %s.%s argument", name,
+                  gx_arg, info.torch_module, info.torch_class_name)
 
-        torch_call = _call(f"torch.optim.{info.torch_class}", info.torch_kwargs(info.example),
-                           "params")
+        torch_call = _call(f"{info.torch_module}.{info.torch_class_name}",
+                           info.torch_kwargs(info.example), "params")
         gx_call = _call(f"gx.{name}", {**info.fixed, **info.example})
         example = nodes.literal_block(
             "", f"{torch_call}\n{gx_call}", language="python", classes=["gradtx-example"]
@@ -347,7 +356,7 @@ class TorchOnlyTable(SphinxDirective):
         rows = []
         for arg, why in TORCH_ONLY.items():
             takers = [
-                f"`{info.torch_class}`" for info in registry.with_torch_equivalent()
+                f"`{info.torch_class}`" for info in registry.in_torch_optim()
                 if arg in inspect.signature(getattr(optim, info.torch_class).__init__).parameters
             ]
             rows.append([f"`{arg}`", ", ".join(takers) or "none", why])
@@ -382,7 +391,7 @@ class TorchClassesTable(SphinxDirective):
             if inspect.isclass(cls) and issubclass(cls, optim.Optimizer)
             and cls is not optim.Optimizer and not name.startswith("_")
         )
-        by_class = {info.torch_class: info for info in registry.with_torch_equivalent()}
+        by_class = {info.torch_class: info for info in registry.in_torch_optim()}
         rows = []
         for name in classes:
             info = by_class.get(name)
@@ -406,7 +415,7 @@ def check_torch_tables(app: Sphinx, env) -> None:
     missing = [i.name for i in registry.with_torch_equivalent() if i.name not in shown]
     if missing:
         logger.warning(
-            "torch.optim tables: no `gradtx-torch-optimizer` table for %s (registry entries "
+            "torch tables: no `gradtx-torch-optimizer` table for %s (registry entries "
             "with a torch_class)", ", ".join(missing), type="gradtx", subtype="tables",
         )
 

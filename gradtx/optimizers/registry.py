@@ -48,8 +48,11 @@ class OptimizerInfo:
     Attributes:
         name: the public name, e.g. ``"adam"``.
         factory: the function that builds it, e.g. :func:`gradtx.adam`.
-        torch_class: the name of its equivalent in ``torch.optim``, or None when torch.optim has
-            none (the optimizer is then checked against a NumPy implementation of its paper).
+        torch_class: the torch reference it equals: a class of ``torch.optim`` by its name
+            (``"Adam"``), or a class of the authors' reference package by its dotted path
+            (``"schedulefree.AdamWScheduleFree"``; those packages are test-only extras). None
+            when neither exists (the optimizer is then checked against a NumPy implementation
+            of its paper).
         torch_names: gradtx argument name -> torch argument name, where they differ
             (``b1``/``b2`` become torch's ``betas`` pair).
         grid: values of every hyperparameter for the parity sweep (booleans both ways).
@@ -94,6 +97,20 @@ class OptimizerInfo:
     tolerance_note: str | None = None
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     params_like: Callable[[Any], Any] = lambda tree: tree
+
+    @property
+    def torch_module(self) -> str | None:
+        """The module that holds :attr:`torch_class`: ``"torch.optim"`` or the reference
+        package's."""
+        if self.torch_class is None:
+            return None
+        module, _, _ = self.torch_class.rpartition(".")
+        return module or "torch.optim"
+
+    @property
+    def torch_class_name(self) -> str | None:
+        """:attr:`torch_class` without its module."""
+        return None if self.torch_class is None else self.torch_class.rpartition(".")[2]
 
     def build(self, **kwargs: Any) -> GradientTransformation:
         """The optimizer with ``kwargs`` and the :attr:`fixed` arguments."""
@@ -532,7 +549,9 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
     OptimizerInfo(
         name="lion",
         factory=lion,
-        torch_class=None,
+        torch_class="lion_pytorch.Lion",
+        torch_names={"learning_rate": "lr"},
+        torch_state={"exp_avg": "mu"},
         grid={
             "learning_rate": [1e-4, 3e-3, 0.1],
             "b1": [0.0, 0.5, 0.9],
@@ -625,8 +644,14 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
 
 
 def with_torch_equivalent() -> list[OptimizerInfo]:
-    """The entries that torch.optim also implements: the parity tests' subjects."""
+    """The entries with a torch reference (torch.optim or a reference package): the parity
+    tests' subjects."""
     return [info for info in OPTIMIZERS if info.torch_class is not None]
+
+
+def in_torch_optim() -> list[OptimizerInfo]:
+    """The entries whose reference is a class of ``torch.optim`` itself."""
+    return [info for info in OPTIMIZERS if info.torch_module == "torch.optim"]
 
 
 def get(name: str) -> OptimizerInfo:

@@ -53,7 +53,10 @@ def lion(
     State (named, for :func:`gradtx.tree_get`): ``count``, the one step count, and ``mu`` (the
     momentum).
 
-    torch.optim: none.
+    torch.optim: none. Reference: ``lion_pytorch.Lion`` (lion-pytorch 0.2.5, the paper's
+    authors' PyTorch port), equal step for step (float64, rtol 1e-9, every argument); its
+    ``decoupled_weight_decay=True`` is ``weight_decay=wd / lr_0`` here. A complex parameter is
+    stepped as its real and imaginary parts (lion-pytorch takes ``sgn`` of the complex entry).
 
     Differences from ``optax.lion``: Optax has no default learning rate, defaults to
     ``weight_decay=1e-3`` (here 0). The update rule is the same.
