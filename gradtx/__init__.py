@@ -45,7 +45,10 @@ from gradtx.optimizers import (
     adam,
     adamax,
     adamw,
+    ademamix,
+    adopt,
     asgd,
+    dadapt_adamw,
     is_hidden_matrix,
     lamb,
     lars,
@@ -54,10 +57,14 @@ from gradtx.optimizers import (
     muon,
     muon_with_adamw,
     nadam,
+    prodigy,
     radam,
     relative_step_size,
     rmsprop,
     rprop,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
     sgd,
     sign_sgd,
     sparse_adam,
@@ -83,11 +90,15 @@ from gradtx.schedules import (
 )
 from gradtx.torch_state_dict import from_torch_state_dict, to_torch_state_dict
 from gradtx.transforms.adam_scalings import (
+    AdemamixState,
+    AdoptState,
     BeliefState,
     RectificationState,
     radam_rectification,
     scale_by_adam,
     scale_by_adamax,
+    scale_by_ademamix,
+    scale_by_adopt,
     scale_by_belief,
     scale_by_radam,
     scale_by_yogi,
@@ -99,6 +110,12 @@ from gradtx.transforms.averaged_sgd import (
     scale_by_asgd_learning_rate,
 )
 from gradtx.transforms.clipping import clip, clip_by_block_rms, clip_by_global_norm, global_norm
+from gradtx.transforms.d_adaptation import (
+    DAdaptAdamState,
+    ProdigyState,
+    scale_by_dadapt_adam,
+    scale_by_prodigy,
+)
 from gradtx.transforms.decay import add_decayed_weights
 from gradtx.transforms.factored import (
     FactoredRmsState,
@@ -142,6 +159,7 @@ from gradtx.transforms.root_scaling import (
 )
 from gradtx.transforms.rprop import RpropState, scale_by_rprop
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
+from gradtx.transforms.schedule_free import ScheduleFreeState, scale_by_schedule_free
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
@@ -174,6 +192,8 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "ademamix",
+    "adopt",
     "add_decayed_weights",
     "adjust_muon_learning_rate",
     "apply_if_finite",
@@ -182,6 +202,8 @@ __all__ = [
     "asgd",
     "AsgdLearningRateState",
     "averaged_params",
+    "AdemamixState",
+    "AdoptState",
     "BeliefState",
     "bias_correction",
     "chain",
@@ -193,6 +215,8 @@ __all__ = [
     "cosine_warm_restarts_schedule",
     "CountState",
     "cyclic_schedule",
+    "dadapt_adamw",
+    "DAdaptAdamState",
     "divide_by_root",
     "ema",
     "ema_of_squares",
@@ -256,6 +280,8 @@ __all__ = [
     "polyak_average",
     "PolyakAverageState",
     "polynomial_schedule",
+    "prodigy",
+    "ProdigyState",
     "quantize_state",
     "QuantizedArray",
     "QuantizedState",
@@ -274,8 +300,11 @@ __all__ = [
     "scale",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_asgd_learning_rate",
     "scale_by_belief",
+    "scale_by_dadapt_adam",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_lion",
@@ -283,15 +312,21 @@ __all__ = [
     "scale_by_muon_momentum",
     "scale_by_param_block_rms",
     "scale_by_past_update_rms",
+    "scale_by_prodigy",
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_rss",
+    "scale_by_schedule_free",
     "scale_by_sign",
     "scale_by_sparse_adam",
     "scale_by_trust_ratio",
     "scale_by_yogi",
     "Schedule",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
+    "ScheduleFreeState",
     "ScheduleState",
     "SecondMomentState",
     "set_hyperparam",

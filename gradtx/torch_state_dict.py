@@ -62,12 +62,12 @@ class _Group:
         matches = [
             info for info in registry.OPTIMIZERS
             if getattr(info.factory, "_injection", None) is not None
-            and info.factory._injection.factory is factory and info.torch_state
+            and info.factory._injection.factory is factory and info.torch_class is not None
         ]
         if not matches:
             raise ValueError(
-                f"{getattr(factory, '__name__', factory)}{where} has no torch equivalent "
-                "whose state the bridge maps, so it has no torch state_dict."
+                f"{getattr(factory, '__name__', factory)}{where} has no torch equivalent, so "
+                "it has no torch state_dict."
             )
         self.info = matches[0]
         if not self.info.torch_state:
@@ -128,14 +128,12 @@ def _groups(tx: GradientTransformation, params: PyTree, state: OptState) -> list
 def _torch_names(info) -> dict[str, str]:
     """gradtx argument -> torch param-group key, for arguments torch has; a pair that torch
     takes as one tuple maps both members to the tuple's key."""
-    from gradtx.optimizers.registry import TORCH_PAIRS
-
     names = {}
     for name in info.declarations:
         if name.endswith("_dtype"):
             continue
         names[name] = info.torch_names.get(name, name)
-    for torch_name, pair in TORCH_PAIRS.items():
+    for torch_name, pair in info.tuples.items():
         for member in pair:
             if member in names:
                 names[member] = torch_name
@@ -172,15 +170,13 @@ def _current_values(group: _Group, count=None) -> dict[str, Any]:
 
 
 def _param_group(group: _Group) -> dict[str, Any]:
-    from gradtx.optimizers.registry import TORCH_PAIRS
-
     values = _current_values(group)
     names = _torch_names(group.info)
+    tuples = group.info.tuples
     out: dict[str, Any] = {}
     for name, torch_name in names.items():
-        if name in TORCH_PAIRS.get(torch_name, ()):
-            first, second = TORCH_PAIRS[torch_name]
-            out[torch_name] = (values[first], values[second])
+        if name in tuples.get(torch_name, ()):
+            out[torch_name] = tuple(values[member] for member in tuples[torch_name])
         else:
             out[torch_name] = values[name]
     out.update(group.info.torch_group)
@@ -226,15 +222,14 @@ def _read_param_group(
 ) -> dict[str, Any]:
     """The live values a torch param group sets; raises if it disagrees with what the gradtx
     optimizer cannot change (its static choices and fixed numbers) or is another optimizer's."""
-    from gradtx.optimizers.registry import TORCH_PAIRS
-
     names = _torch_names(group.info)
+    tuples = group.info.tuples
     where = f"param_groups[{index}]"
     values = {}
     for name, torch_name in names.items():
         value = saved[torch_name]
-        if name in TORCH_PAIRS.get(torch_name, ()):
-            value = value[TORCH_PAIRS[torch_name].index(name)]
+        if name in tuples.get(torch_name, ()):
+            value = value[tuples[torch_name].index(name)]
         values[name] = value
     current = _current_values(group, count)
     live = set(group.state.hyperparams)

@@ -192,9 +192,11 @@ def stack(trees: Sequence[Any]):
 
 def split_grid(info: OptimizerInfo):
     """Splits the grid into static axes (switches, strings, counts: every argument that does
-    not live in the state) and numeric axes (traceable, so vmapped in one program)."""
+    not live in the state, and numbers whose grid includes None, which builds another chain)
+    and numeric axes (traceable, so vmapped in one program)."""
     declarations = info.declarations
-    static = {k: v for k, v in info.grid.items() if not declarations[k].live}
+    static = {k: v for k, v in info.grid.items()
+              if not declarations[k].live or any(x is None for x in v)}
     numeric = {k: v for k, v in info.grid.items() if k not in static}
     return static, numeric
 
@@ -202,6 +204,34 @@ def split_grid(info: OptimizerInfo):
 def product(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     names = list(axes)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def all_pairs(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Points of the product in which every value of every axis occurs together with every
+    value of every other axis: greedily, the product's point that covers the most pairs not
+    yet covered, until none is left (deterministic)."""
+    names = list(axes)
+    candidates = [tuple(enumerate(row)) for row in itertools.product(*(
+        range(len(axes[n])) for n in names))]
+
+    def pairs(row):
+        return {(a, b) for a, b in itertools.combinations(row, 2)}
+
+    missing = set().union(*(pairs(row) for row in candidates)) if candidates else set()
+    chosen = []
+    while missing:
+        best = max(candidates, key=lambda row: len(pairs(row) & missing))
+        chosen.append(best)
+        missing -= pairs(best)
+    if not chosen and candidates:  # a single axis: its values are the points
+        chosen = candidates
+    return [{names[i]: axes[names[i]][v] for i, v in row} for row in chosen]
+
+
+def grid_points(info: OptimizerInfo, axes: Mapping[str, Sequence[Any]]):
+    """The points of ``axes`` the parity sweep runs: their product, or all pairs where the
+    registry entry asks for it (:attr:`OptimizerInfo.grid_strength`)."""
+    return all_pairs(axes) if info.grid_strength == 2 else product(axes)
 
 
 def one_at_a_time(info: OptimizerInfo) -> list[dict[str, Any]]:

@@ -241,6 +241,9 @@ def test_nested_mismatches_name_the_nested_path(info, multi, jit):
 # One state over the flat vector of all parameters (torch's LBFGS layout): a state for another
 # total size is refused by its size, not a path; a tree of the same sizes renamed is not noticed.
 FLAT_STATE = {"lbfgs"}
+# A per-parameter state, but a step that reads sums over all the leaves (D-Adaptation's
+# estimate of d): a non-finite entry reaches every leaf's step through it, as in the references.
+TREE_WIDE_STEP = {"prodigy", "dadapt_adamw"}
 
 
 @MODES
@@ -343,7 +346,8 @@ def test_the_suggested_remedy_for_integer_leaves_works(info):
     )
     state = opt.init(params)
     grads = {**_grads(params, 1)[0], "step": jnp.ones_like(params["step"])}
-    updates, state = opt.update(grads, state, params)
+    for _ in range(info.first_moving_step):
+        updates, state = opt.update(grads, state, params)
     new = gx.apply_updates(params, updates)
     assert new["step"].dtype == jnp.int32
     np.testing.assert_array_equal(new["step"], np.full(np.shape(params["step"]), 7))
@@ -388,7 +392,9 @@ def test_another_float_width_is_cast_to_the_parameter_dtype(
 # NaN and Inf gradients: no filtering by default; apply_if_finite skips the step.
 
 # sign(±inf) = ±1: an infinite gradient gives a finite step.
-SIGN_BASED = {"lion", "sign_sgd", "rprop"}
+# Steps bounded whatever the gradient: sign-based ones, and ADOPT, which clips the normalised
+# gradient to ±t^(1/4) (an Inf reaches its state, not the parameter).
+BOUNDED_STEP = {"lion", "sign_sgd", "rprop", "adopt"}
 # Rprop, as torch, zeroes a gradient whose sign flipped: an infinite one that flips leaves the
 # state finite (its step size shrinks, its `prev` is 0).
 
@@ -422,9 +428,9 @@ def test_non_finite_gradients_propagate_by_default(info, multi, bad_value):
     if math.isnan(bad_value):
         assert bool(jnp.any(jnp.isnan(new["layer"]["w"])))
     else:
-        assert _finite(new["layer"]["w"]) == (info.name in SIGN_BASED)
+        assert _finite(new["layer"]["w"]) == (info.name in BOUNDED_STEP)
 
-    if info.name in FLAT_STATE:  # every leaf's step depends on every gradient: see below
+    if info.name in FLAT_STATE | TREE_WIDE_STEP:  # every leaf's step reads every gradient: below
         return
     clean_updates, clean_state = step(_with_w(second, jnp.zeros_like(w)), state, params)
     np.testing.assert_array_equal(bad_updates["layer"]["b"], clean_updates["layer"]["b"])
@@ -442,10 +448,11 @@ def test_non_finite_gradients_propagate_by_default(info, multi, bad_value):
 
 
 @pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("name", sorted(FLAT_STATE))
+@pytest.mark.parametrize("name", sorted(FLAT_STATE | TREE_WIDE_STEP))
 def test_non_finite_gradients_in_a_flat_step_match_torch(name, bad_value, torch_float64):
-    """L-BFGS steps along one direction over all parameters, so a non-finite entry reaches
-    the other leaves too: exactly as in torch (NaN where torch has NaN), jitted and eager."""
+    """L-BFGS steps along one direction over all parameters, and Prodigy and D-Adapt AdamW
+    with one step size estimated from all of them, so a non-finite entry reaches the other
+    leaves too: exactly as in the reference (NaN where it has NaN), jitted and eager."""
     info = registry.get(name)
     params = _params(info)
     first, second = _grads(params, 2)
@@ -550,12 +557,15 @@ def _complex_configs(info):
     return [c for c in (dict(info.example), loaded) if info.constraint(c)]
 
 
-# These refuse complex parameters (torch's SparseAdam, Adafactor and Muon do too).
-REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam", "muon")
+# These refuse complex parameters (torch's SparseAdam, Adafactor and Muon do too, and so does
+# pytorch-optimizer's AdEMAMix).
+REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam", "muon", "ademamix")
 # References that take a complex entry whole where gradtx, like torch.optim, steps a complex
 # parameter as two real ones: lion-pytorch's sign is sgn(z) = z/|z|, gradtx's the sign of the
-# real and of the imaginary part. Checked as pairs of reals instead.
-COMPLEX_UNLIKE_REFERENCE = ("lion",)
+# real and of the imaginary part; schedulefree's AdamW squares g as g·g, not |g|². Checked as
+# pairs of reals instead. prodigyopt and dadaptation fail on a complex parameter (their estimate
+# of d becomes a complex number they compare with a float).
+COMPLEX_UNLIKE_REFERENCE = ("lion", "schedule_free_adamw", "prodigy", "dadapt_adamw")
 
 
 @pytest.mark.parametrize(

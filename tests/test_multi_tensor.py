@@ -15,11 +15,18 @@ import numpy as np
 import pytest
 
 import gradtx as gx
+from gradtx.optimizers import registry
 from gradtx.optimizers.registry import OPTIMIZERS
 
 STEPS = 6
 FLATTENABLE = [i for i in OPTIMIZERS if gx.is_flattenable(i.build(**i.example))]
 NOT_FLATTENABLE = [i for i in OPTIMIZERS if i not in FLATTENABLE]
+# Flattenable through sums over all the leaves (D-Adaptation's estimate of the step size): one
+# sum per buffer instead of one per leaf, so the estimate, and with it every step, may differ
+# in its last bits: by about an ulp of the float32 sums (measured over these 6 steps, jitted and
+# eager: at most 2.5e-7 relative, in the float32 leaves and in the estimate's scalars).
+SUMS_IN_ANOTHER_ORDER = {"prodigy": 1e-6, "dadapt_adamw": 1e-6}
+ELEMENTWISE = [i for i in FLATTENABLE if i.name not in SUMS_IN_ANOTHER_ORDER]
 BY_NAME = {"ids": lambda info: info.name}
 # XLA compiles the two programs into differently fused kernels, and LLVM may contract a
 # multiply and an add into one fused multiply-add in one of them and not the other: a result
@@ -27,6 +34,10 @@ BY_NAME = {"ids": lambda info: info.name}
 # most 2 ulps, in a few entries of SGD, RAdam, sign SGD and Lookahead, float32 and float64;
 # every other optimizer bit for bit).
 ULPS = 4
+# AdEMAMix's update adds two terms before it divides: a last-bit difference there shows as up
+# to 8 ulps of a parameter entry that the steps carried near zero (measured: 8.0, one entry of
+# 0.0115 in float32, jitted, every axis on).
+ULPS_OF = {"ademamix": 12}
 
 
 def _params(seed=0):
@@ -72,8 +83,9 @@ def _ulps(x, y) -> float:
     x, y = np.asarray(x), np.asarray(y)
     if x.size == 0:
         return 0.0
-    return float(np.max(np.abs(x.astype(np.float64) - y) / np.spacing(np.abs(y)).astype(
-        np.float64), initial=0.0))
+    # Equal values (an infinite hyperparameter too: inf - inf is NaN) are 0 ulps apart.
+    gap = np.where(x == y, 0.0, np.abs(x.astype(np.float64) - y))
+    return float(np.max(gap / np.spacing(np.abs(y)).astype(np.float64), initial=0.0))
 
 
 def _assert_trees(a, b, rtol=0.0, ulps=0):
@@ -91,14 +103,16 @@ def _assert_trees(a, b, rtol=0.0, ulps=0):
 
 
 def test_the_flattenable_entries_are_the_elementwise_ones():
-    names = {i.name for i in FLATTENABLE}
+    assert set(SUMS_IN_ANOTHER_ORDER) <= {i.name for i in FLATTENABLE}
+    names = {i.name for i in ELEMENTWISE}
     assert names == {"sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "nadam", "adamax",
                      "radam", "adabelief", "yogi", "rprop", "asgd", "lion", "sign_sgd",
-                     "lookahead_sgd", "param_average_adam"}
+                     "lookahead_sgd", "param_average_adam", "adopt", "ademamix",
+                     "schedule_free_sgd", "schedule_free_adamw"}
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("info", FLATTENABLE, **BY_NAME)
+@pytest.mark.parametrize("info", ELEMENTWISE, **BY_NAME)
 def test_equals_the_per_leaf_step_to_the_last_bit(info, jit):
     params = _params()
     grads = _grads(params)
@@ -109,9 +123,36 @@ def test_equals_the_per_leaf_step_to_the_last_bit(info, jit):
         tx = info.build(**kwargs)
         want, want_state = _run(tx, params, grads, jit)
         got, got_state = _run(gx.multi_tensor(tx), params, grads, jit)
+        ulps = ULPS_OF.get(info.name, ULPS)
         for t in range(STEPS):
-            _assert_trees(got[t], want[t], ulps=ULPS)
-        _assert_trees(gx.per_leaf_state(got_state, params), want_state, ulps=ULPS)
+            _assert_trees(got[t], want[t], ulps=ulps)
+        _assert_trees(gx.per_leaf_state(got_state, params), want_state, ulps=ulps)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", sorted(SUMS_IN_ANOTHER_ORDER))
+def test_tree_wide_sums_in_another_order(name, jit):
+    """The optimizers whose step reads sums over all the leaves equal the per-leaf step to
+    ``SUMS_IN_ANOTHER_ORDER[name]``, relative, in the example and with every grid axis at its
+    last value."""
+    info = registry.get(name)
+    params = _params()
+    grads = _grads(params)
+    for kwargs in (dict(info.example), {k: v[-1] for k, v in info.grid.items()}):
+        tx = info.build(**kwargs)
+        want, want_state = _run(tx, params, grads, jit)
+        got, got_state = _run(gx.multi_tensor(tx), params, grads, jit)
+        for t in range(STEPS):
+            _assert_trees(got[t], want[t], rtol=SUMS_IN_ANOTHER_ORDER[name])
+        _assert_trees(gx.per_leaf_state(got_state, params), want_state,
+                      rtol=SUMS_IN_ANOTHER_ORDER[name])
+
+
+def test_prodigy_with_a_stride_over_each_leaf_is_refused():
+    """Prodigy's slice_p > 1 takes every slice_p-th entry of each leaf: not flattenable."""
+    assert gx.is_flattenable(gx.prodigy(slice_p=1))
+    with pytest.raises(ValueError, match="not flattenable"):
+        gx.multi_tensor(gx.prodigy(slice_p=3))
 
 
 def test_global_norm_clipping_sums_in_another_order():

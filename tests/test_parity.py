@@ -11,6 +11,7 @@ bound on a typical O(1) entry.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,8 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
     """The full product of the numeric grid, vmapped (hyperparameters traced), per bool combo."""
     _, numeric = helpers.split_grid(info)
     params, grads, grads_stacked = _data(info.name)
-    points = [p for p in helpers.product(numeric) if info.constraint({**p, **static})]
+    points = [p for p in helpers.grid_points(info, numeric)
+              if info.constraint({**p, **static})]
     hyper = {k: jnp.asarray([p[k] for p in points], jnp.float64) for k in numeric}
 
     if mode == "jit":
@@ -127,3 +129,15 @@ def test_schedule_matches_torch_lambda_lr(info, torch_float64):
     _assert_matches(expected, helpers.run_steps(opt, params, grads), None, "schedule")
     compiled = jax.jit(lambda p, g: helpers.run_scan(opt, p, g))(params, grads_stacked)
     _assert_matches(expected, compiled, None, "schedule")
+
+
+def test_all_pairs_covers_every_pair_of_values():
+    """The reduced sweep (``grid_strength=2``) still has every value of every argument next to
+    every value of every other one, in far fewer points than the product."""
+    axes = {"a": [0, 1, 2], "b": [0, 1], "c": [0, 1], "d": [5, 6], "e": [0, 1], "f": [1, 2]}
+    points = helpers.all_pairs(axes)
+    assert len(points) < len(helpers.product(axes)) // 4
+    for x, y in itertools.combinations(axes, 2):
+        assert {(p[x], p[y]) for p in points} == set(itertools.product(axes[x], axes[y]))
+    reduced = [i.name for i in OPTIMIZERS if i.grid_strength == 2]
+    assert set(reduced) == {"prodigy", "dadapt_adamw"}

@@ -345,6 +345,7 @@ NOT_SCALE_INVARIANT = {
     "adadelta": "its step sqrt(a + eps) / sqrt(v + eps) * g has the units of the parameter: "
     "with eps = 0 it never moves (a starts at 0), with eps > 0 it depends on the scale",
     "asgd": "its step is linear in the gradient",
+    "schedule_free_sgd": "its z step is linear in the gradient",
     "lbfgs": "its first step is lr * min(1, 1/|g|_1) * g: linear in the gradient while "
     "|g|_1 < 1 (torch's rule), and max|g| <= tolerance_grad stops it",
 }

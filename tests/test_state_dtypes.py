@@ -4,25 +4,15 @@ full-precision trajectory."""
 
 from __future__ import annotations
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gradtx as gx
+from gradtx.hyperparams.declarations import STATE_DTYPE
 from gradtx.optimizers import registry
 
-DTYPE_ARGS = ("mu_dtype", "nu_dtype")
-
-
-def _dtype_args(info) -> list[str]:
-    signature = inspect.signature(info.factory)
-    return [name for name in DTYPE_ARGS if name in signature.parameters]
-
-
-WITH_DTYPES = [info for info in registry.OPTIMIZERS if _dtype_args(info)]
 STEPS = 20
 
 
@@ -66,11 +56,30 @@ def _kwargs(info, **extra):
     return kwargs
 
 
+def _dtype_args(info) -> list[str]:
+    """The dtype arguments (``mu_dtype``, ``nu_dtype``, ``z_dtype``...) that set how the
+    state is stored: bfloat16 changes a state leaf's dtype (Muon's ``ns_dtype``, a compute
+    dtype, does not)."""
+    params = info.params_like(_params())
+
+    def dtypes(**kwargs):
+        state = jax.eval_shape(info.build(**_kwargs(info, **kwargs)).init, params)
+        return [x.dtype for x in jax.tree_util.tree_leaves(state)]
+
+    default = dtypes()
+    return [name for name, declaration in info.declarations.items()
+            if declaration.kind == STATE_DTYPE.kind and dtypes(**{name: jnp.bfloat16}) != default]
+
+
+WITH_DTYPES = [info for info in registry.OPTIMIZERS if _dtype_args(info)]
+
+
 def test_the_moment_based_optimizers_all_take_state_dtypes():
     names = {info.name for info in WITH_DTYPES}
     expected = {
         "sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "nadam", "adamax", "radam",
-        "adabelief", "yogi", "lamb", "lars", "lion", "sign_sgd", "adafactor",
+        "adabelief", "yogi", "lamb", "lars", "lion", "sign_sgd", "adafactor", "adopt",
+        "schedule_free_sgd", "schedule_free_adamw",
     }
     assert expected <= names
 

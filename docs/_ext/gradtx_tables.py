@@ -176,6 +176,32 @@ TORCH_ONLY_BY_CLASS = {
         "torch's switch to AdamW: `Adam(..., decoupled_weight_decay=True)` is `gx.adamw`. "
         "Pass `weight_decay` explicitly: Adam's default is 0, AdamW's 1e-2."
     ),
+    ("pytorch_optimizer.ADOPT", "kwargs"): (
+        "pytorch-optimizer's extra group options (`cautious`, `stable_adamw`): variants outside "
+        "ADOPT's paper, not in gradtx."
+    ),
+    ("prodigyopt.Prodigy", "fsdp_in_use"): (
+        "Sums the estimate's numerator and denominator across the processes of a sharded "
+        "(FSDP) model. gradtx's sums are over whole arrays, sharded or not, so under `jax.jit` "
+        "they already cover every shard: no switch."
+    ),
+    ("dadaptation.DAdaptAdam", "fsdp_in_use"): (
+        "Sums the estimate's numerator and denominator across the processes of a sharded "
+        "(FSDP) model. gradtx's sums are over whole arrays, sharded or not, so under `jax.jit` "
+        "they already cover every shard: no switch."
+    ),
+    ("dadaptation.DAdaptAdam", "decouple"): (
+        "`decouple=True` (AdamW's decoupled decay) is `gx.dadapt_adamw`. `decouple=False` (L2 "
+        "decay) is `gx.chain(gx.add_decayed_weights(wd), gx.scale_by_dadapt_adam(...))`."
+    ),
+    ("dadaptation.DAdaptAdam", "log_every"): (
+        "Logs the estimate every so many steps: read it from the state instead, "
+        "`gx.tree_get(state, \"d\")`."
+    ),
+    ("pytorch_optimizer.AdEMAMix", "kwargs"): (
+        "pytorch-optimizer's extra group options (`cautious`, `stable_adamw`): variants outside "
+        "AdEMAMix's paper, not in gradtx."
+    ),
     ("lion_pytorch.Lion", "use_triton"): (
         "A CUDA kernel for the same step; XLA compiles gradtx's step for the device."
     ),
@@ -192,7 +218,7 @@ NOTES = {
         "`gx.multi_transform`."
     ),
     "lr": "Also a schedule `count -> value` (see the scheduler table of From torch.optim).",
-    "betas": "The pair, as two arguments.",
+    "betas": "The tuple, as separate arguments.",
 }
 TORCH_ONLY_SEE_ABOVE = "None needed (see the arguments without a counterpart, above)."
 LIVE = "yes"
@@ -270,15 +296,16 @@ class TorchOptimizerTable(SphinxDirective):
             torch_default = _fmt(parameter.default)
             if arg == "params":
                 rows.append([f"`{arg}`", "required", "—", "", "", NOTES["params"]])
-            elif arg in registry.TORCH_PAIRS and set(registry.TORCH_PAIRS[arg]) <= gx_sig.keys():
-                first, second = registry.TORCH_PAIRS[arg]
-                reached |= {first, second}
-                pair = (gx_sig[first].default, gx_sig[second].default)
+            elif arg in info.tuples and set(info.tuples[arg]) <= gx_sig.keys():
+                members = info.tuples[arg]
+                reached |= set(members)
+                joined = tuple(gx_sig[name].default for name in members)
                 note = [NOTES["betas"]]
-                if not _same_default(pair, parameter.default):
+                if not _same_default(joined, parameter.default):
                     note.append("Different default.")
-                rows.append([f"`{arg}`", f"`{torch_default}`", f"`{first}`, `{second}`",
-                             f"`{pair!r}`", kinds[first], note])
+                rows.append([f"`{arg}`", f"`{torch_default}`",
+                             ", ".join(f"`{name}`" for name in members),
+                             f"`{joined!r}`", kinds[members[0]], note])
             elif to_gradtx.get(arg, arg) in gx_sig:
                 gx_arg = to_gradtx.get(arg, arg)
                 reached.add(gx_arg)

@@ -120,6 +120,8 @@ UNIT_INTERVAL = Hyperparam(low=0.0, high=1.0, high_closed=False)
 """A number in [0, 1): betas and decay rates."""
 CLOSED_UNIT_INTERVAL = Hyperparam(low=0.0, high=1.0)
 """A number in [0, 1]: dampening, interpolation weights."""
+OPEN_UNIT_INTERVAL = Hyperparam(low=0.0, high=1.0, low_closed=False, high_closed=False)
+"""A number in (0, 1): Schedule-Free's interpolation weight, which it divides by."""
 WEIGHT_DECAY = NON_NEGATIVE.omitted_when_zero()
 @dataclasses.dataclass(frozen=True)
 class FixedArgument(Hyperparam):

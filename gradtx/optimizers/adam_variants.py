@@ -1,5 +1,5 @@
-r"""Relatives of Adam: Adamax, RAdam, AdaBelief and Yogi, each a short chain of public
-transforms (their scalings live in :mod:`gradtx.transforms.adam_scalings`)."""
+r"""Relatives of Adam: Adamax, RAdam, AdaBelief, Yogi, ADOPT and AdEMAMix, each a short chain
+of public transforms (their scalings live in :mod:`gradtx.transforms.adam_scalings`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import jax
 from jax.typing import DTypeLike
 
 from gradtx.core import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams.declarations import NON_NEGATIVE, STATE_DTYPE, SWITCH
+from gradtx.hyperparams.declarations import (
+    NON_NEGATIVE,
+    POSITIVE,
+    STATE_DTYPE,
+    SWITCH,
+    WEIGHT_DECAY,
+    FixedArgument,
+)
 from gradtx.optimizers._common import (
     ADAM_LIKE,
     BETA,
@@ -20,12 +27,16 @@ from gradtx.optimizers._common import (
     weight_decay_if,
 )
 from gradtx.transforms.adam_scalings import (
+    _adopt_clip,
+    check_clip_value_fn,
     scale_by_adamax,
+    scale_by_ademamix,
+    scale_by_adopt,
     scale_by_belief,
     scale_by_radam,
     scale_by_yogi,
 )
-from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.scaling import scale, scale_by_learning_rate
 
 
 @optimizer(**ADAM_LIKE, maximize=MAXIMIZE)
@@ -284,4 +295,178 @@ def yogi(
     return optimizer_chain(
         scale_by_yogi(b1, b2, eps, initial_accumulator_value, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
+    )
+
+
+def _no_argument():
+    return 0.25
+
+
+def _two_arguments(t, u):
+    return t
+
+
+CLIP_VALUE_FN = FixedArgument(
+    checker=check_clip_value_fn,
+    text="None, or a function of the step t (1 at the first step)",
+    refused=(_no_argument, _two_arguments),
+    none_allowed=True,
+)
+
+
+@optimizer(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, eps=EPS, clip_value_fn=CLIP_VALUE_FN,
+    weight_decay=WEIGHT_DECAY, weight_decouple=SWITCH, fixed_decay=SWITCH, maximize=MAXIMIZE,
+    mu_dtype=STATE_DTYPE, nu_dtype=STATE_DTYPE,
+)
+def adopt(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.9999,
+    eps: float | jax.Array = 1e-6,
+    clip_value_fn=_adopt_clip,
+    weight_decay: float | jax.Array = 0.0,
+    weight_decouple: bool = False,
+    fixed_decay: bool = False,
+    maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""ADOPT (Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any β2 with the
+    Optimal Rate"): Adam with the gradient normalised by the second moment of the previous
+    steps, before the first moment, and clipped.
+
+    .. math::
+        t = 1:&\quad v_1 = g_1^2 \text{ (no step)} \\
+        t > 1:&\quad m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
+            \operatorname{clip}\Bigl(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)},
+            c_t\Bigr) \\
+        &\quad \theta_t = \theta_{t-1} - \eta\, m_t, \qquad
+            v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2
+
+    with :math:`c_t` = ``clip_value_fn(t)``, :math:`t^{1/4}` by default (``None``: no
+    clipping), and :math:`m_0 = 0`. Weight decay :math:`\lambda` is added to the gradient
+    (``weight_decouple=False``), or decoupled: :math:`\theta \leftarrow
+    \theta(1 - \eta\lambda)` at every step, the first included, or
+    :math:`\theta(1 - \lambda)` with ``fixed_decay=True``.
+
+    Chain: ``[negate] → [add_decayed_weights(λ)] → scale_by_adopt(β1, β2, ε, clip_value_fn) →
+    scale_by_learning_rate(η)``, decoupled decay after the moments instead (with
+    ``fixed_decay``: ``scale_by_learning_rate(-η) → add_decayed_weights(λ) → scale(-1)``, so
+    the decay skips the learning rate).
+
+    State dtypes: ``mu_dtype`` and ``nu_dtype`` store the moments in another dtype; None keeps
+    the parameters'.
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, ``mu``, ``nu``.
+
+    torch.optim: none. Reference: ``pytorch_optimizer.ADOPT`` (pytorch-optimizer 4.1.0, which
+    follows the authors' code), equal step for step (float64, rtol 1e-9, every argument; its
+    ``clip_lambda`` is ``clip_value_fn`` here).
+
+    Differences from ``optax.contrib.adopt``: Optax calls ``clip_value_fn`` with the number of
+    steps before this one (0 at the first step, so its default bound is
+    :math:`(t-1)^{1/4}`), has no weight decay, no ``maximize``, and a ``nesterov`` switch
+    that gradtx does not have.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import adopt
+        >>> opt = adopt(learning_rate=0.1)
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> state = opt.init(params)
+        >>> g = {"w": jnp.array([0.5, -3.0])}
+        >>> updates, state = opt.update(g, state, params)  # the first step only fills v
+        >>> bool(jnp.all(updates["w"] == 0))
+        True
+        >>> updates, state = opt.update(g, state, params)  # -η (1-β1) g / |g|
+        >>> [round(float(u), 4) for u in updates["w"]]
+        [-0.01, 0.01]
+    """
+    scaling = scale_by_adopt(b1, b2, eps, clip_value_fn, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return optimizer_chain(
+        negate_if(maximize),
+        *_with_weight_decay(scaling, learning_rate, weight_decay, weight_decouple, fixed_decay),
+    )
+
+
+def _with_weight_decay(scaling, learning_rate, weight_decay, weight_decouple, fixed_decay):
+    """``scaling`` then the learning rate, with pytorch-optimizer's three kinds of weight
+    decay: added to the gradient (L2), decoupled (θ(1 - ηλ)), or decoupled and fixed
+    (θ(1 - λ), not scaled by the learning rate: the step is -(η u + λθ))."""
+    decay = weight_decay_if(weight_decay)
+    if not weight_decouple:
+        return decay, scaling, scale_by_learning_rate(learning_rate)
+    if not fixed_decay:
+        return scaling, decay, scale_by_learning_rate(learning_rate)
+    return (scaling, scale_by_learning_rate(learning_rate, flip_sign=False), decay,
+            scale(-1.0))
+
+
+@optimizer(
+    learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, b3=BETA, alpha=NON_NEGATIVE,
+    t_alpha_beta3=POSITIVE.or_none(), eps=EPS, weight_decay=WEIGHT_DECAY,
+    weight_decouple=SWITCH, fixed_decay=SWITCH, maximize=MAXIMIZE, mu_dtype=STATE_DTYPE,
+    nu_dtype=STATE_DTYPE,
+)
+def ademamix(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    b3: float | jax.Array = 0.9999,
+    alpha: float | jax.Array = 5.0,
+    t_alpha_beta3: float | jax.Array | None = None,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: float | jax.Array = 0.0,
+    weight_decouple: bool = False,
+    fixed_decay: bool = False,
+    maximize: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> GradientTransformation:
+    r"""AdEMAMix (Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster, Older"):
+    Adam whose numerator mixes the usual fast moment with a slow one that remembers gradients
+    for thousands of steps.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        s_t = \beta_{3,t} s_{t-1} + (1-\beta_{3,t}) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta\,
+            \frac{m_t / (1-\beta_1^t) + \alpha_t s_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}
+
+    With ``t_alpha_beta3`` :math:`= T`, :math:`\alpha_t = \min(t\alpha/T, \alpha)` and
+    :math:`\beta_{3,t}` rises from :math:`\beta_1` to :math:`\beta_3` over :math:`T` steps
+    (the paper's warmups, which keep the slow moment from dominating early); None: no warmup.
+    Weight decay :math:`\lambda` as in :func:`adopt` (L2, decoupled, or decoupled and fixed).
+
+    Chain: ``[negate] → [add_decayed_weights(λ)] → scale_by_ademamix(β1, β2, β3, α, T, ε) →
+    scale_by_learning_rate(η)`` (decoupled decay after the scaling instead).
+
+    State (named, for :func:`gradtx.tree_get`): ``count``, ``mu`` (fast moment), ``nu``,
+    ``mu_slow`` (slow moment); ``mu_dtype`` stores both first moments, ``nu_dtype`` the second.
+
+    torch.optim: none. Reference: ``pytorch_optimizer.AdEMAMix`` (pytorch-optimizer 4.1.0,
+    which follows the authors' code), equal step for step (float64, rtol 1e-9, every argument;
+    its ``betas`` triple is ``b1, b2, b3``). Like the reference, complex parameters are refused.
+
+    Differences from ``optax.contrib.ademamix``: Optax takes the warmups as schedules
+    (``alpha_scheduler``, ``b3_scheduler``) instead of one horizon, and its weight decay is
+    decoupled only.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.adam_variants import ademamix
+        >>> opt = ademamix(learning_rate=0.1, alpha=0.0, eps=0.0)  # alpha 0: Adam
+        >>> params = {"w": jnp.array([1.0, -2.0])}
+        >>> updates, _ = opt.update({"w": jnp.array([0.5, -3.0])}, opt.init(params), params)
+        >>> [round(float(u), 4) for u in updates["w"]]
+        [-0.1, 0.1]
+    """
+    scaling = scale_by_ademamix(b1, b2, b3, alpha, t_alpha_beta3, eps, mu_dtype=mu_dtype,
+                                nu_dtype=nu_dtype)
+    return optimizer_chain(
+        negate_if(maximize),
+        *_with_weight_decay(scaling, learning_rate, weight_decay, weight_decouple, fixed_decay),
+        real_only="ademamix",
     )

@@ -10,6 +10,7 @@ torch equivalent is named, not loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,16 +28,19 @@ from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adafactor_torch import adafactor_torch
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
-from gradtx.optimizers.adam_variants import adabelief, adamax, radam, yogi
+from gradtx.optimizers.adam_variants import adabelief, adamax, ademamix, adopt, radam, yogi
 from gradtx.optimizers.asgd import asgd
+from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
+from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
 from gradtx.optimizers.sparse_adam import sparse_adam
+from gradtx.transforms.adam_scalings import _adopt_clip
 from gradtx.wrappers.averaging import with_param_average
 from gradtx.wrappers.lookahead import lookahead
 
@@ -77,6 +81,15 @@ class OptimizerInfo:
         fixed: arguments every construction in the tests passes (:meth:`build`), and torch's
             constructor too: L-BFGS is checked with ``max_iter=1``, the one setting in which a
             step needs nothing but the gradients.
+        grid_strength: how the parity sweep combines the traced (numeric) grid axes: None, their
+            full product; 2, a set of points in which every pair of values of any two
+            arguments occurs together (all pairs), for optimizers with so many arguments that
+            the product would take CI minutes (Prodigy: 2^9 points for each of 16 switch
+            settings). The switch settings are always run in full.
+        torch_tuples: torch arguments that take several gradtx arguments as one tuple, where
+            they differ from ``TORCH_PAIRS`` (AdEMAMix's ``betas`` is ``(b1, b2, b3)``).
+        first_moving_step: the step at which a non-zero gradient first moves the parameters
+            (ADOPT's first step only fills its second moment: 2).
         params_like: turns a test tree into one the optimizer accepts, keeping its structure,
             leaf names and values (Muon takes matrices only: every other leaf is reshaped
             into one by :func:`as_matrices`); by default the tree itself.
@@ -97,6 +110,9 @@ class OptimizerInfo:
     tolerance_note: str | None = None
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     params_like: Callable[[Any], Any] = lambda tree: tree
+    first_moving_step: int = 1
+    grid_strength: int | None = None
+    torch_tuples: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def torch_module(self) -> str | None:
@@ -132,24 +148,29 @@ class OptimizerInfo:
         )
         return derived + tuple(self.rule_invalid)
 
+    @property
+    def tuples(self) -> dict[str, tuple[str, ...]]:
+        """torch argument -> the gradtx arguments it takes as one tuple (``TORCH_PAIRS``,
+        with :attr:`torch_tuples` in place of any it redefines)."""
+        return {**TORCH_PAIRS, **self.torch_tuples}
+
     def torch_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of the equivalent ``torch.optim`` constructor. Pairs that torch
-        takes as one tuple (``TORCH_PAIRS``) are joined. State dtypes (``mu_dtype``,
+        """The keyword arguments of the equivalent ``torch.optim`` constructor. Arguments that
+        torch takes as one tuple (:attr:`tuples`) are joined. State dtypes (``mu_dtype``,
         ``nu_dtype``) have no torch counterpart: torch keeps each state in its parameter's
         dtype, which is gradtx's default."""
         out = dict(self.torch_extra)
         kwargs = {**self.fixed, **kwargs}
-        paired = {name for pair in TORCH_PAIRS.values() for name in pair}
+        tuples = self.tuples
+        joined = {name for members in tuples.values() for name in members}
         for key, value in kwargs.items():
-            if key in paired or key.endswith("_dtype"):
+            if key in joined or key.endswith("_dtype"):
                 continue
             out[self.torch_names.get(key, key)] = value
-        for torch_name, (first, second) in TORCH_PAIRS.items():
-            if first in kwargs or second in kwargs:
+        for torch_name, members in tuples.items():
+            if any(name in kwargs for name in members):
                 defaults = _defaults(self.factory)
-                out[torch_name] = (
-                    kwargs.get(first, defaults[first]), kwargs.get(second, defaults[second])
-                )
+                out[torch_name] = tuple(kwargs.get(name, defaults[name]) for name in members)
         return out
 
 
@@ -182,6 +203,11 @@ def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
         "amsgrad": [False, True],
         "maximize": [False, True],
     }
+
+
+def _decay_mode_exists(kwargs) -> bool:
+    """pytorch-optimizer's ``fixed_decay`` changes nothing without ``weight_decouple``."""
+    return not kwargs.get("fixed_decay") or kwargs.get("weight_decouple", False)
 
 
 # torch's Adam and AdamW state: key -> gradtx entry (max_exp_avg_sq with amsgrad only).
@@ -563,6 +589,146 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         # a shorter memory settles within a few steps of size lr (measured: loss below 2e-5 of
         # the start at every step from 400 to 700, for any lr in [2.7e-3, 3.7e-3]).
         example={"learning_rate": 3e-3, "b1": 0.5, "b2": 0.95},
+    ),
+    # The scalars d, d_max, the numerator and k live in prodigyopt's and dadaptation's param
+    # groups, which the state_dict bridge does not carry (it writes only constant group
+    # entries): no torch_state, so the bridge refuses them.
+    OptimizerInfo(
+        name="prodigy",
+        factory=prodigy,
+        torch_class="prodigyopt.Prodigy",
+        torch_names={"learning_rate": "lr"},
+        grid_strength=2,
+        grid={
+            "learning_rate": [1.0, 0.5],
+            "b1": [0.0, 0.9],
+            "b2": [0.9, 0.999],
+            # None (sqrt(b2), the default) is not a number to vmap over: the Python-number
+            # parity runs take it, with every combination of the switches.
+            "beta3": [0.5, 0.9],
+            "eps": [1e-8, 1e-3],
+            "weight_decay": [0.0, 0.1],
+            "decouple": [False, True],
+            "use_bias_correction": [False, True],
+            "safeguard_warmup": [False, True],
+            "d0": [1e-6, 1e-3],
+            "d_coef": [1.0, 0.5],
+            "growth_rate": [float("inf"), 1.02],
+            # 1 last: the multi-tensor test runs every axis at its last value, and a stride over
+            # each leaf (slice_p > 1) is not flattenable.
+            "slice_p": [3, 1],
+        },
+        # d0 = 1e-4 (default 1e-6): the first step, about 3 d0 lr per entry, then moves a
+        # parameter visibly (the odd-tree test's check); d grows to the problem's scale anyway.
+        example={"learning_rate": 1.0, "d0": 1e-4},
+        # Without momentum, bias correction or a growth cap, decoupled decay diverges: once
+        # lambda * d * lr > 2 each step multiplies theta by less than -1, and d, the distance
+        # travelled, grows with it. Both libraries then overflow to inf within 50 steps, each at
+        # its own step (measured: 36 of 8192 grid points, all b1=0, weight_decay=0.1,
+        # decouple, growth_rate=inf, no bias correction; every other point matches to 1e-9).
+        constraint=lambda kw: not (
+            kw.get("b1", 0.9) == 0 and kw.get("weight_decay", 0) > 0 and kw.get("decouple", True)
+            and kw.get("growth_rate", math.inf) == math.inf
+            and not kw.get("use_bias_correction", False)
+        ),
+    ),
+    OptimizerInfo(
+        name="dadapt_adamw",
+        factory=dadapt_adamw,
+        torch_class="dadaptation.DAdaptAdam",
+        torch_names={"learning_rate": "lr"},
+        grid_strength=2,
+        torch_extra={"decouple": True},
+        grid={
+            "learning_rate": [1.0, 0.5],
+            "b1": [0.0, 0.9],
+            "b2": [0.9, 0.999],
+            "eps": [1e-8, 1e-3],
+            "weight_decay": [0.0, 0.1],
+            "use_bias_correction": [False, True],
+            "d0": [1e-6, 1e-3],
+            "growth_rate": [float("inf"), 1.02],
+        },
+        # d0 = 1e-4 as for Prodigy: a first step of about 3 d0 lr per entry.
+        example={"learning_rate": 1.0, "d0": 1e-4},
+    ),
+    OptimizerInfo(
+        name="adopt",
+        factory=adopt,
+        torch_class="pytorch_optimizer.ADOPT",
+        torch_names={"learning_rate": "lr", "clip_value_fn": "clip_lambda"},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.5, 0.9999],
+            "eps": [1e-6, 0.1],
+            "clip_value_fn": [_adopt_clip, None],
+            "weight_decay": [0.0, 0.1],
+            "weight_decouple": [False, True],
+            "fixed_decay": [False, True],
+            "maximize": [False, True],
+        },
+        constraint=_decay_mode_exists,  # fixed_decay only acts on decoupled decay
+        example={"learning_rate": 1e-2},
+        first_moving_step=2,
+    ),
+    OptimizerInfo(
+        name="ademamix",
+        factory=ademamix,
+        torch_class="pytorch_optimizer.AdEMAMix",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.5, 0.999],
+            "b3": [0.9, 0.9999],
+            "alpha": [0.0, 5.0],
+            "t_alpha_beta3": [None, 4.0],
+            "eps": [1e-8, 0.1],
+            "weight_decay": [0.0, 0.1],
+            "weight_decouple": [False, True],
+            "fixed_decay": [False, True],
+            "maximize": [False, True],
+        },
+        # b1 = 0 has no log: the beta3 warmup needs b1 > 0 (the reference divides by log b1);
+        # fixed_decay only acts on decoupled decay
+        constraint=lambda kw: (kw.get("t_alpha_beta3") is None or kw.get("b1", 0.9) > 0)
+        and _decay_mode_exists(kw),
+        example={"learning_rate": 1e-2, "alpha": 1.0},
+        torch_tuples={"betas": ("b1", "b2", "b3")},
+    ),
+    OptimizerInfo(
+        name="schedule_free_sgd",
+        factory=schedule_free_sgd,
+        torch_class="schedulefree.SGDScheduleFree",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [0.1, 1.0],
+            "momentum": [0.5, 0.9],
+            "weight_decay": [0.0, 0.1],
+            "warmup_steps": [0, 3],
+            "r": [0.0, 1.0],
+            "weight_lr_power": [0.0, 2.0],
+        },
+        # reaches 2.8e-5 of the start loss on the convergence test's quadratic (0.01: 7.2e-5)
+        example={"learning_rate": 0.015},
+    ),
+    OptimizerInfo(
+        name="schedule_free_adamw",
+        factory=schedule_free_adamw,
+        torch_class="schedulefree.AdamWScheduleFree",
+        torch_names={"learning_rate": "lr"},
+        grid={
+            "learning_rate": [0.0025, 0.1],
+            "b1": [0.5, 0.9],
+            "b2": [0.9, 0.999],
+            "eps": [1e-8, 0.1],
+            "weight_decay": [0.0, 0.1],
+            "warmup_steps": [0, 3],
+            "r": [0.0, 1.0],
+            "weight_lr_power": [0.0, 2.0],
+        },
+        example={"learning_rate": 0.05},
     ),
     OptimizerInfo(
         name="sign_sgd",

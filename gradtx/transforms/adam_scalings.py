@@ -16,6 +16,8 @@ way it divides:
 
 from __future__ import annotations
 
+import inspect
+import math
 import operator
 from typing import NamedTuple
 
@@ -305,5 +307,205 @@ def scale_by_belief(
 
         out, (mu, nu) = _tree.leafwise(leaf, updates, state.mu, state.nu, name="scale_by_belief")
         return out, BeliefState(mu=mu, nu=nu, count=count)
+
+    return flattenable(GradientTransformation(init, update))
+
+
+def _adopt_clip(step):
+    """ADOPT's default clipping bound at step ``t``: :math:`t^{1/4}`."""
+    return step**0.25
+
+
+def check_clip_value_fn(name, value):
+    """None, or a function of one argument (the step)."""
+    if value is None:
+        return value
+    if not callable(value) or isinstance(value, type):
+        raise TypeError(
+            f"`{name}` must be a function of the step t (1 at the first step), or None for no "
+            f"clipping; got {value!r}."
+        )
+    try:
+        inspect.signature(value).bind(1)
+    except TypeError:
+        raise ValueError(
+            f"`{name}` must take one argument, the step t (1 at the first step); {value!r} "
+            "cannot be called with one."
+        ) from None
+    except ValueError:  # no signature to read (some builtins): accept it
+        pass
+    return value
+
+
+class AdoptState(NamedTuple):
+    """:func:`scale_by_adopt`'s state: the moments and its step count."""
+
+    mu: PyTree
+    nu: PyTree
+    count: jax.Array | None
+
+
+def scale_by_adopt(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.9999,
+    eps: float | jax.Array = 1e-6,
+    clip_value_fn=_adopt_clip,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
+) -> GradientTransformation:
+    r"""ADOPT's scaling (Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any
+    β2 with the Optimal Rate", Algorithm 2 with clipping): the gradient is normalised by the
+    second moment of the *previous* steps, before it enters the first moment.
+
+    .. math::
+        t = 1:&\quad v_1 = g_1^2,\ \text{out}_1 = 0 \\
+        t > 1:&\quad m_t = \beta_1 m_{t-1} + (1-\beta_1)\,
+            \operatorname{clip}\Bigl(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)},
+            c_t\Bigr),\quad \text{out}_t = m_t,\quad
+            v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2
+
+    where :math:`\operatorname{clip}(x, c) = \min(\max(x, -c), c)` and
+    :math:`c_t` = ``clip_value_fn(t)`` (default :math:`t^{1/4}`; ``None``: no clipping). The
+    first step only initialises :math:`v`. No bias correction.
+    """
+    _check_betas(b1, b2)
+    validation.check_non_negative("eps", eps)
+    check_clip_value_fn("clip_value_fn", clip_value_fn)
+    mu_dtype = validation.check_state_dtype("mu_dtype", mu_dtype)
+    nu_dtype = validation.check_state_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        return AdoptState(
+            mu=_tree.full_like(params, 0.0, mu_dtype),
+            nu=_tree.full_like(params, 0.0, nu_dtype),
+            count=counting.init_count(),
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "scale_by_adopt")
+        first = taken == 0
+        t = counting.as_float(taken) + 1
+        beta1, beta2, epsilon = live.read(b1), live.read(b2), live.read(eps)
+        bound = None if clip_value_fn is None else jnp.asarray(clip_value_fn(t))
+
+        def leaf(g, m, v):
+            normed = g / jnp.maximum(jnp.sqrt(v), _tree.cast_like(epsilon, v))
+            if bound is not None:
+                c = _tree.cast_like(bound, normed)
+                normed = jnp.clip(normed, -c, c)
+            m_next = moments.ema_update(m, normed, beta1)
+            v_next = moments.ema_update(v, g * g, beta2)
+            out = jnp.where(first, jnp.zeros_like(m_next), m_next)
+            return out, jnp.where(first, m, m_next), jnp.where(first, v + g * g, v_next)
+
+        out, (mu, nu) = _tree.leafwise(leaf, updates, state.mu, state.nu, name="scale_by_adopt")
+        return out, AdoptState(mu=mu, nu=nu, count=count)
+
+    return flattenable(GradientTransformation(init, update))
+
+
+class AdemamixState(NamedTuple):
+    """:func:`scale_by_ademamix`'s state: the fast and slow first moments, the second moment
+    and its step count."""
+
+    mu: PyTree
+    nu: PyTree
+    mu_slow: PyTree
+    count: jax.Array | None
+
+
+def ademamix_alpha(alpha, t_alpha_beta3, t):
+    r"""AdEMAMix's warmed-up :math:`\alpha_t = \min(t\alpha/T, \alpha)`, or :math:`\alpha`
+    when ``t_alpha_beta3`` (:math:`T`) is None."""
+    if t_alpha_beta3 is None:
+        return alpha
+    return jnp.minimum(t * alpha / t_alpha_beta3, alpha)
+
+
+def ademamix_beta3(b1, b3, t_alpha_beta3, t):
+    r"""AdEMAMix's warmed-up slow decay: :math:`\beta_{3,t}` moves from :math:`\beta_1` to
+    :math:`\beta_3` over :math:`T` steps so that the slow average's half-life grows linearly,
+    :math:`\beta_{3,t} = \min\bigl(\exp\bigl(\frac{\ln\beta_1 \ln\beta_3}
+    {(1 - t/T)\ln\beta_3 + (t/T)\ln\beta_1}\bigr), \beta_3\bigr)`; :math:`\beta_3` when
+    ``t_alpha_beta3`` is None."""
+    if t_alpha_beta3 is None:
+        return b3
+    log1, log3 = jnp.log(b1), jnp.log(b3)
+    frac = t / t_alpha_beta3
+    return jnp.minimum(jnp.exp(log1 * log3 / ((1.0 - frac) * log3 + frac * log1)), b3)
+
+
+def scale_by_ademamix(
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    b3: float | jax.Array = 0.9999,
+    alpha: float | jax.Array = 5.0,
+    t_alpha_beta3: float | jax.Array | None = None,
+    eps: float | jax.Array = 1e-8,
+    *,
+    mu_dtype=None,
+    nu_dtype=None,
+) -> GradientTransformation:
+    r"""AdEMAMix's scaling (Pagliardini et al., 2024, "The AdEMAMix Optimizer: Better, Faster,
+    Older"): Adam's bias-corrected fast moment plus :math:`\alpha_t` times a slow,
+    uncorrected moment with a much longer memory.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        s_t = \beta_{3,t} s_{t-1} + (1-\beta_{3,t}) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \text{out}_t &= \frac{m_t / (1-\beta_1^t) + \alpha_t\, s_t}
+            {\sqrt{v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    :math:`\alpha_t` and :math:`\beta_{3,t}` warm up over ``t_alpha_beta3`` steps
+    (``ademamix_alpha``, ``ademamix_beta3`` in this module); None keeps them at :math:`\alpha`,
+    :math:`\beta_3`. :math:`m`, :math:`s` are stored in ``mu_dtype``, :math:`v` in
+    ``nu_dtype``.
+    """
+    _check_betas(b1, b2)
+    validation.check_unit_interval("b3", b3)
+    validation.check_non_negative("alpha", alpha)
+    if t_alpha_beta3 is not None:
+        validation.check_interval("t_alpha_beta3", t_alpha_beta3, 0.0, math.inf,
+                                  low_closed=False)
+    validation.check_non_negative("eps", eps)
+    mu_dtype = validation.check_state_dtype("mu_dtype", mu_dtype)
+    nu_dtype = validation.check_state_dtype("nu_dtype", nu_dtype)
+
+    def init(params):
+        return AdemamixState(
+            mu=_tree.full_like(params, 0.0, mu_dtype),
+            nu=_tree.full_like(params, 0.0, nu_dtype),
+            mu_slow=_tree.full_like(params, 0.0, mu_dtype),
+            count=counting.init_count(),
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "scale_by_ademamix")
+        t = counting.as_float(taken) + 1
+        beta1, beta2, beta3 = (jnp.asarray(live.read(b), t.dtype) for b in (b1, b2, b3))
+        horizon = None if t_alpha_beta3 is None else live.read(t_alpha_beta3)
+        # Per-step scalars, computed once outside the elementwise work.
+        alpha_t = ademamix_alpha(jnp.asarray(live.read(alpha), t.dtype), horizon, t)
+        beta3_t = ademamix_beta3(beta1, beta3, horizon, t)
+        inverse1 = 1 / (1 - beta1**t)
+        root2 = jnp.sqrt(1 - beta2**t)
+        epsilon = live.read(eps)
+
+        def leaf(g, m, v, s):
+            m = moments.ema_update(m, g, beta1)
+            v = moments.ema_update(v, g * g, beta2)
+            s = moments.ema_update(s, g, beta3_t)
+            mixed = m * _tree.cast_like(inverse1, m) + _tree.cast_like(alpha_t, s) * s
+            denom = jnp.sqrt(v) / _tree.cast_like(root2, v) + _tree.cast_like(epsilon, v)
+            return mixed / denom, m, v, s
+
+        out, (mu, nu, mu_slow) = _tree.leafwise(
+            leaf, updates, state.mu, state.nu, state.mu_slow, name="scale_by_ademamix"
+        )
+        return out, AdemamixState(mu=mu, nu=nu, mu_slow=mu_slow, count=count)
 
     return flattenable(GradientTransformation(init, update))
