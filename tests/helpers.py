@@ -201,6 +201,15 @@ def split_grid(info: OptimizerInfo):
     return static, numeric
 
 
+def label(point: Mapping[str, Any]) -> str:
+    """``k=v,...`` for a test id, the same in every process: a function by its name, not by
+    its repr (which holds its address, and pytest-xdist workers must collect the same ids)."""
+    def text(value):
+        return getattr(value, "__name__", None) or str(value) if callable(value) else str(value)
+
+    return ",".join(f"{k}={text(v)}" for k, v in point.items())
+
+
 def product(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     names = list(axes)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]

@@ -25,7 +25,7 @@ def _like(info, tree):
 def _invalid_cases():
     for info in OPTIMIZERS:
         for kwargs, argument in info.invalid:
-            yield pytest.param(info, kwargs, argument, id=f"{info.name}-{kwargs}")
+            yield pytest.param(info, kwargs, argument, id=f"{info.name}-{helpers.label(kwargs)}")
 
 
 @pytest.mark.parametrize(("info", "kwargs", "argument"), list(_invalid_cases()))

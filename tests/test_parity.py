@@ -41,7 +41,7 @@ def _static_cases():
     for info in OPTIMIZERS:
         static, _ = helpers.split_grid(info)
         for combo in helpers.product(static):
-            label = ",".join(f"{k}={v}" for k, v in combo.items())
+            label = helpers.label(combo)
             yield pytest.param(info, combo, id=f"{info.name}[{label}]")
 
 
@@ -88,7 +88,7 @@ def _python_float_cases():
         for point in points:
             if not info.constraint(point):
                 continue
-            label = ",".join(f"{k}={v}" for k, v in point.items()) or "defaults"
+            label = helpers.label(point) or "defaults"
             yield pytest.param(info, point, id=f"{info.name}[{label}]")
 
 
