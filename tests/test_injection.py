@@ -216,7 +216,11 @@ def test_every_numeric_hyperparameter_may_be_a_schedule(info):
         scheduled = {**kwargs, name: lambda count, v=value: v + 0.0 * count}
         got, state = _run(info.build(**scheduled), steps=4, jit=True, like=info.params_like)
         for a, b in zip(reference, got, strict=True):
-            np.testing.assert_allclose(a["w"], b["w"], rtol=1e-12, atol=0, err_msg=name)
+            # Prodigy / D-Adaptation: the schedule's value enters their tree-wide sums through
+            # another compiled program, and an entry that cancels to ~1e-8 of the others keeps
+            # only ~1e-10 of its relative precision (measured 2.8e-10); 1e-12 of the largest.
+            atol = 1e-12 * float(np.max(np.abs(a["w"]))) if info.name in TREE_WIDE else 0
+            np.testing.assert_allclose(a["w"], b["w"], rtol=1e-12, atol=atol, err_msg=name)
         assert float(gx.get_hyperparam(state, name)) == pytest.approx(value)
 
 
@@ -255,7 +259,10 @@ def _integer_leaves(state):
 
 # Integer state that is not a step count: L-BFGS keeps torch's func_evals and n_iter and the
 # start and length of its history ring buffer.
-OTHER_INTEGERS = {"lbfgs": 4}
+# Prodigy and D-Adaptation count the steps that moved their estimate (k, which their bias
+# correction reads).
+OTHER_INTEGERS = {"lbfgs": 4, "prodigy": 1, "dadapt_adamw": 1}
+TREE_WIDE = ("prodigy", "dadapt_adamw")
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)

@@ -338,11 +338,16 @@ LOOSE = {
     ("quad", 20, 100, None): 1e-7,  # [3.7e-9]
     ("quad", 20, 100, SW): 1e-7,  # [3.7e-9]
     ("quad", 20, 3, None): 1e-6,  # [5.0e-8]
-    ("quad", 20, 3, SW): 1e-6,  # [2.9e-8]
+    ("quad", 20, 3, SW): 1e-5,  # [2.9e-8; 2.5e-6 of its row on the AMD EPYC]
     ("rosen2", 20, 3, None): 1e-8,  # [2.1e-9]
     ("rosen6", 5, 3, SW): 1e-7,  # [1.6e-8]
     ("rosen6", 20, 3, SW): 1e-5,  # [6.2e-7]
     ("mlp", 20, 100, None): 1e-7,  # [2.1e-8]
+    # Measured on a second CPU (AMD EPYC; the values above are from an Intel Xeon), where the
+    # last-place rounding of both libraries differs: row 2 of old_stps after step 4-5.
+    ("rosen6", 20, 3, None): 1e-8,  # [2.8e-9]
+    ("mlp", 5, 100, SW): 1e-7,  # [9.9e-9, the free run]
+    ("complex", 5, 3, SW): 1e-8,  # [1.7e-9, the rare-branches run]
 }
 
 
@@ -413,7 +418,7 @@ RARE = [
 @pytest.mark.parametrize(("name", "kwargs"), RARE,
                          ids=[f"{n}-{_config_id(k)}" for n, k in RARE])
 def test_rare_branches_match_torch(name, kwargs):
-    run_from_torch(name, kwargs, RTOL)
+    run_from_torch(name, kwargs, _rtol(name, kwargs))
 
 
 # Free running, 10 steps, gradtx's own state carried: one iteration per step (the history
@@ -433,14 +438,15 @@ def test_free_run_matches_torch(name, kwargs):
     f = value_and_grad(name)
     params = _initial(name)
     state = opt.init(params)
+    rtol = _rtol(name, kwargs)
     for k, (_, after, returned) in enumerate(torch_run(name, kwargs, steps=10)):
         where = f"{name} {_config_id(kwargs)} free step {k + 1}"
         value, grads = f(params)
-        _close(value, returned, RTOL, f"{where}: loss")
+        _close(value, returned, rtol, f"{where}: loss")
         updates, state = opt.update(grads, state, params, value=value, value_and_grad_fn=f)
         params = gx.apply_updates(params, updates)
-        check_params(params, after, RTOL, where)
-        check_state(state, after, RTOL, where)
+        check_params(params, after, rtol, where)
+        check_state(state, after, rtol, where)
 
 
 # -- the state_dict bridge: 20 steps in one library, 20 in the other --------------------------

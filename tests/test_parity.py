@@ -140,4 +140,4 @@ def test_all_pairs_covers_every_pair_of_values():
     for x, y in itertools.combinations(axes, 2):
         assert {(p[x], p[y]) for p in points} == set(itertools.product(axes[x], axes[y]))
     reduced = [i.name for i in OPTIMIZERS if i.grid_strength == 2]
-    assert set(reduced) == {"prodigy", "dadapt_adamw"}
+    assert set(reduced) == {"prodigy", "dadapt_adamw", "ademamix"}

@@ -420,6 +420,10 @@ def test_adam_state_bytes_per_parameter(factory):
 
 # One leaf to quantize (1-D, so that Adafactor keeps a full second moment for it), and small ones.
 REGISTRY_PARAMS = {"w": f32((2000,), 10), "m": f32((4, 5), 11), "s": f32((), 12)}
+# Their state holds a copy of the parameters from init on (Schedule-Free's z, Prodigy's p0),
+# which 8 bits cannot hold exactly, so even the first step differs from the unquantized one:
+# the case the module's docs warn about (quantize statistics, not copies of the parameters).
+PARAMETER_COPIES = {"schedule_free_sgd", "schedule_free_adamw", "prodigy"}
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, ids=lambda info: info.name)
@@ -454,8 +458,9 @@ def test_wraps_every_registry_optimizer(info):
     large = [x for x in tree_leaves(jax.eval_shape(inner.init, params)) if x.size >= 1000]
     assert n_quantized == sum(jnp.issubdtype(x.dtype, jnp.floating) for x in large) > 0
     assert len(quantized_leaves(state)) == n_quantized
-    for a, b in zip(tree_leaves(first_updates), tree_leaves(expected), strict=True):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
+    if info.name not in PARAMETER_COPIES:
+        for a, b in zip(tree_leaves(first_updates), tree_leaves(expected), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
     # Finite parameters and quantized leaves; the leaves left as they are keep what the inner
     # optimizer puts there (L-BFGS keeps NaN as its previous loss when given no value).
     assert all(np.all(np.isfinite(x)) for x in tree_leaves(params))

@@ -677,6 +677,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         factory=ademamix,
         torch_class="pytorch_optimizer.AdEMAMix",
         torch_names={"learning_rate": "lr"},
+        grid_strength=2,  # 7 traced axes: 192 points for each of 12 switch settings
         grid={
             "learning_rate": [1e-3, 0.1],
             "b1": [0.0, 0.5, 0.9],

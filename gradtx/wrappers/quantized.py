@@ -82,9 +82,10 @@ that block decodes as NaN. A NaN in the state never silently becomes a finite nu
 block it sits in is lost, as the inner optimizer's state would be anyway.
 
 Quantize optimizer *statistics*, not copies of the parameters: the slow weights of
-:func:`gradtx.lookahead` or the average of :func:`gradtx.with_param_average` would lose most of
-their precision in 8 bits. Wrap the inner optimizer instead:
-``lookahead(quantize_state(adam(...)), ...)``.
+:func:`gradtx.lookahead`, the average of :func:`gradtx.with_param_average`, Schedule-Free's
+:math:`z` or Prodigy's starting point :math:`x_0` would lose most of their precision in 8 bits.
+Wrap the inner optimizer instead: ``lookahead(quantize_state(adam(...)), ...)``, or pass a
+``min_size`` above the parameters' sizes.
 """
 
 from __future__ import annotations
