@@ -54,6 +54,7 @@ from gradtx.optimizers import (
     lars,
     lbfgs,
     lion,
+    mars,
     muon,
     muon_with_adamw,
     nadam,
@@ -122,6 +123,7 @@ from gradtx.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
+from gradtx.transforms.mars import MarsState, scale_by_mars
 from gradtx.transforms.moments import (
     CountState,
     FirstMomentState,
@@ -249,6 +251,8 @@ __all__ = [
     "lion",
     "lookahead",
     "LookaheadState",
+    "mars",
+    "MarsState",
     "masked",
     "MaskedState",
     "MomentumState",
@@ -308,6 +312,7 @@ __all__ = [
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_lion",
+    "scale_by_mars",
     "scale_by_momentum",
     "scale_by_muon_momentum",
     "scale_by_param_block_rms",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -215,13 +215,20 @@ def product(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def all_pairs(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+def all_pairs(
+    axes: Mapping[str, Sequence[Any]], allowed: Callable[[dict], bool] = lambda point: True
+) -> list[dict[str, Any]]:
     """Points of the product in which every value of every axis occurs together with every
     value of every other axis: greedily, the product's point that covers the most pairs not
-    yet covered, until none is left (deterministic)."""
+    yet covered, until none is left (deterministic). Only points ``allowed`` accepts are
+    candidates, so a pair that no allowed point holds is not asked for."""
     names = list(axes)
-    candidates = [tuple(enumerate(row)) for row in itertools.product(*(
-        range(len(axes[n])) for n in names))]
+
+    def point(row):
+        return {names[i]: axes[names[i]][v] for i, v in row}
+
+    candidates = [row for row in (tuple(enumerate(r)) for r in itertools.product(*(
+        range(len(axes[n])) for n in names))) if allowed(point(row))]
 
     def pairs(row):
         return {(a, b) for a, b in itertools.combinations(row, 2)}
@@ -234,13 +241,31 @@ def all_pairs(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         missing -= pairs(best)
     if not chosen and candidates:  # a single axis: its values are the points
         chosen = candidates
-    return [{names[i]: axes[names[i]][v] for i, v in row} for row in chosen]
+    return [point(row) for row in chosen]
 
 
-def grid_points(info: OptimizerInfo, axes: Mapping[str, Sequence[Any]]):
-    """The points of ``axes`` the parity sweep runs: their product, or all pairs where the
+def grid_points(
+    info: OptimizerInfo, axes: Mapping[str, Sequence[Any]], static: Mapping[str, Any] = {}
+):
+    """The points of ``axes`` the parity sweep runs with the ``static`` settings, those the
+    registry's constraint allows: their product, or all pairs of the allowed points where the
     registry entry asks for it (:attr:`OptimizerInfo.grid_strength`)."""
-    return all_pairs(axes) if info.grid_strength == 2 else product(axes)
+    def allowed(point):
+        return info.constraint({**point, **static})
+
+    if info.grid_strength == 2:
+        return all_pairs(axes, allowed)
+    return [p for p in product(axes) if allowed(p)]
+
+
+def static_points(info: OptimizerInfo) -> list[dict[str, Any]]:
+    """The settings of the grid's static axes (switches, choices: each a program of its own)
+    that the parity sweep runs, those the registry's constraint allows: all of them, or all
+    pairs of them where the entry asks for it."""
+    static, _ = split_grid(info)
+    if info.grid_strength == 2:
+        return all_pairs(static, info.constraint)
+    return [p for p in product(static) if info.constraint(p)]
 
 
 def one_at_a_time(info: OptimizerInfo) -> list[dict[str, Any]]:
@@ -253,3 +278,19 @@ def one_at_a_time(info: OptimizerInfo) -> list[dict[str, Any]]:
         if p not in unique:
             unique.append(p)
     return unique
+
+
+def assert_refused_by_name(factory, argument: str, value, params) -> None:
+    """``factory(argument=value)`` raises ``ValueError`` naming the argument, for the value as
+    a Python number, a NumPy scalar and a JAX array, and so does ``set_hyperparam`` on a state
+    of the optimizer built without it (with weight decay 0.1 where the argument is the decay:
+    a Python 0 leaves the step out, which then cannot be set)."""
+    import pytest
+
+    for bad in (value, np.float64(value), jnp.asarray(value)):
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            factory(**{argument: bad})
+    state = factory(**({"weight_decay": 0.1} if argument == "weight_decay" else {})).init(params)
+    if factory._injection.declarations[argument].live:
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            gx.set_hyperparam(state, argument, value)

@@ -259,7 +259,7 @@ def _integer_leaves(state):
 
 # Integer state that is not a step count: L-BFGS keeps torch's func_evals and n_iter and the
 # start and length of its history ring buffer.
-# Prodigy and D-Adaptation count the steps that moved their estimate (k, which their bias
+# Prodigy and D-Adaptation count the steps they did not skip (k, which their bias
 # correction reads).
 OTHER_INTEGERS = {"lbfgs": 4, "prodigy": 1, "dadapt_adamw": 1}
 TREE_WIDE = ("prodigy", "dadapt_adamw")

@@ -39,8 +39,7 @@ def _data(name):
 
 def _static_cases():
     for info in OPTIMIZERS:
-        static, _ = helpers.split_grid(info)
-        for combo in helpers.product(static):
+        for combo in helpers.static_points(info):
             label = helpers.label(combo)
             yield pytest.param(info, combo, id=f"{info.name}[{label}]")
 
@@ -62,8 +61,7 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
     """The full product of the numeric grid, vmapped (hyperparameters traced), per bool combo."""
     _, numeric = helpers.split_grid(info)
     params, grads, grads_stacked = _data(info.name)
-    points = [p for p in helpers.grid_points(info, numeric)
-              if info.constraint({**p, **static})]
+    points = helpers.grid_points(info, numeric, static)
     hyper = {k: jnp.asarray([p[k] for p in points], jnp.float64) for k in numeric}
 
     if mode == "jit":
@@ -83,8 +81,7 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
 
 def _python_float_cases():
     for info in OPTIMIZERS:
-        static, _ = helpers.split_grid(info)
-        points = helpers.one_at_a_time(info) + helpers.product(static)
+        points = helpers.one_at_a_time(info) + helpers.static_points(info)
         for point in points:
             if not info.constraint(point):
                 continue
@@ -140,4 +137,19 @@ def test_all_pairs_covers_every_pair_of_values():
     for x, y in itertools.combinations(axes, 2):
         assert {(p[x], p[y]) for p in points} == set(itertools.product(axes[x], axes[y]))
     reduced = [i.name for i in OPTIMIZERS if i.grid_strength == 2]
-    assert set(reduced) == {"prodigy", "dadapt_adamw", "ademamix"}
+    assert set(reduced) == {"prodigy", "dadapt_adamw", "ademamix", "mars"}
+
+
+def test_all_pairs_keeps_to_allowed_points():
+    """With a constraint, only allowed points are run, and every pair that some allowed point
+    holds is still covered (pytorch-optimizer's fixed_decay without weight_decouple, say)."""
+    axes = {"decouple": [False, True], "fixed": [False, True], "a": [0, 1, 2], "b": [0, 1]}
+
+    def allowed(p):
+        return p["decouple"] or not p["fixed"]
+
+    points = helpers.all_pairs(axes, allowed)
+    assert all(allowed(p) for p in points)
+    possible = [p for p in helpers.product(axes) if allowed(p)]
+    for x, y in itertools.combinations(axes, 2):
+        assert {(p[x], p[y]) for p in points} == {(p[x], p[y]) for p in possible}

@@ -37,7 +37,7 @@ FLAT_STATE = ("lbfgs",)
 # Prodigy and D-Adaptation estimate one step size from sums over every parameter: a sharded
 # step adds the all-reduce of those scalars.
 TREE_WIDE = ("prodigy", "dadapt_adamw")
-LAYERWISE = ("lamb", "lars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE, *TREE_WIDE)
+LAYERWISE = ("lamb", "lars", "mars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE, *TREE_WIDE)
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
 # reductions split over devices add in another order (measured: at most 8e-7).
@@ -120,10 +120,10 @@ def test_elementwise_step_has_no_collectives(results, name, mesh):
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
-@pytest.mark.parametrize("name", ["lamb", "lars", *TREE_WIDE])
+@pytest.mark.parametrize("name", ["lamb", "lars", "mars", *TREE_WIDE])
 def test_norm_and_sum_steps_all_reduce_scalars_only(results, name, mesh):
-    """Trust ratios' norms and Prodigy's / D-Adaptation's sums: scalars cross devices, no
-    parameter-sized array does."""
+    """Trust ratios' norms, MARS's clipping norm and Prodigy's / D-Adaptation's sums: scalars
+    cross devices, no parameter-sized array does."""
     found = communication(results["meshes"][mesh][name])
     assert set(found) == {"all-reduce"}
     assert all(rank == 0 for t in found["all-reduce"] for rank in ndims(t))

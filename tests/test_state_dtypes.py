@@ -12,6 +12,7 @@ import pytest
 import gradtx as gx
 from gradtx.hyperparams.declarations import STATE_DTYPE
 from gradtx.optimizers import registry
+from tests import helpers
 
 STEPS = 20
 
@@ -56,22 +57,39 @@ def _kwargs(info, **extra):
     return kwargs
 
 
+# Dtype arguments that set how a step computes, not how its state is stored (Muon's and MARS's
+# Newton-Schulz dtype).
+COMPUTE_DTYPES = ("ns_dtype",)
+
+
 def _dtype_args(info) -> list[str]:
     """The dtype arguments (``mu_dtype``, ``nu_dtype``, ``z_dtype``...) that set how the
-    state is stored: bfloat16 changes a state leaf's dtype (Muon's ``ns_dtype``, a compute
-    dtype, does not)."""
-    params = info.params_like(_params())
-
-    def dtypes(**kwargs):
-        state = jax.eval_shape(info.build(**_kwargs(info, **kwargs)).init, params)
-        return [x.dtype for x in jax.tree_util.tree_leaves(state)]
-
-    default = dtypes()
+    state is stored: every declared dtype argument but :data:`COMPUTE_DTYPES`."""
     return [name for name, declaration in info.declarations.items()
-            if declaration.kind == STATE_DTYPE.kind and dtypes(**{name: jnp.bfloat16}) != default]
+            if declaration.kind == STATE_DTYPE.kind and name not in COMPUTE_DTYPES]
+
+
+def _state_dtypes(info, **kwargs):
+    state = jax.eval_shape(info.build(**_kwargs(info, **kwargs)).init,
+                           info.params_like(_params()))
+    return [x.dtype for x in jax.tree_util.tree_leaves(state)]
 
 
 WITH_DTYPES = [info for info in registry.OPTIMIZERS if _dtype_args(info)]
+
+
+@pytest.mark.parametrize("info", WITH_DTYPES, ids=lambda i: i.name)
+def test_every_state_dtype_argument_changes_the_state(info):
+    """An optimizer that declared a state dtype and ignored it would pass the tests below
+    with its other dtype arguments: each one alone must change some state leaf, with the
+    registry's example arguments or one of its grid values (RMSprop's ``mu_dtype`` is its
+    momentum's, which needs ``momentum > 0``)."""
+    points = [{}, *helpers.one_at_a_time(info)]
+    for name in _dtype_args(info):
+        assert any(
+            _state_dtypes(info, **point, **{name: jnp.bfloat16}) != _state_dtypes(info, **point)
+            for point in points
+        ), name
 
 
 def test_the_moment_based_optimizers_all_take_state_dtypes():
@@ -79,7 +97,7 @@ def test_the_moment_based_optimizers_all_take_state_dtypes():
     expected = {
         "sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "nadam", "adamax", "radam",
         "adabelief", "yogi", "lamb", "lars", "lion", "sign_sgd", "adafactor", "adopt",
-        "schedule_free_sgd", "schedule_free_adamw",
+        "schedule_free_sgd", "schedule_free_adamw", "ademamix", "mars",
     }
     assert expected <= names
 

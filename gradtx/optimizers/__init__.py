@@ -9,6 +9,7 @@ from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
+from gradtx.optimizers.mars import mars
 from gradtx.optimizers.muon import is_hidden_matrix, muon, muon_with_adamw
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
@@ -39,6 +40,7 @@ __all__ = [
     "lbfgs",
     "is_hidden_matrix",
     "lion",
+    "mars",
     "muon",
     "muon_with_adamw",
     "nadam",

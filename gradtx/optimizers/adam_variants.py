@@ -28,6 +28,7 @@ from gradtx.optimizers._common import (
 )
 from gradtx.transforms.adam_scalings import (
     _adopt_clip,
+    check_ademamix_warmup,
     check_clip_value_fn,
     scale_by_adamax,
     scale_by_ademamix,
@@ -407,7 +408,7 @@ def _with_weight_decay(scaling, learning_rate, weight_decay, weight_decouple, fi
     learning_rate=LEARNING_RATE, b1=BETA, b2=BETA, b3=BETA, alpha=NON_NEGATIVE,
     t_alpha_beta3=POSITIVE.or_none(), eps=EPS, weight_decay=WEIGHT_DECAY,
     weight_decouple=SWITCH, fixed_decay=SWITCH, maximize=MAXIMIZE, mu_dtype=STATE_DTYPE,
-    nu_dtype=STATE_DTYPE,
+    nu_dtype=STATE_DTYPE, rules=(check_ademamix_warmup,),
 )
 def ademamix(
     learning_rate: ScalarOrSchedule = 1e-3,
@@ -438,6 +439,8 @@ def ademamix(
     With ``t_alpha_beta3`` :math:`= T`, :math:`\alpha_t = \min(t\alpha/T, \alpha)` and
     :math:`\beta_{3,t}` rises from :math:`\beta_1` to :math:`\beta_3` over :math:`T` steps
     (the paper's warmups, which keep the slow moment from dominating early); None: no warmup.
+    The warmup needs ``b1 > 0`` and ``b3 > 0`` (it interpolates their logarithms); either at 0
+    with ``t_alpha_beta3`` raises ``ValueError``, as the reference fails on ``log(0)``.
     Weight decay :math:`\lambda` as in :func:`adopt` (L2, decoupled, or decoupled and fixed).
 
     Chain: ``[negate] → [add_decayed_weights(λ)] → scale_by_ademamix(β1, β2, β3, α, T, ε) →

@@ -63,13 +63,14 @@ def prodigy(
 
     with the sums and norms over all the parameters at once, :math:`\beta_3 = \sqrt{\beta_2}`
     by default, :math:`c` = ``d_coef``, :math:`\rho` = ``growth_rate`` and :math:`k` the steps
-    taken that changed :math:`d`. With ``decouple=False`` the decay is L2 instead
+    taken, less the skipped ones below. With ``decouple=False`` the decay is L2 instead
     (:math:`g_t \leftarrow g_t + \lambda\theta_{t-1}`, and no last term). With
     :math:`\beta_1 = 0`, :math:`m_t` is replaced by :math:`d_{k+1} g_t`. A step with
     :math:`\lVert s_t\rVert_1 = 0` (an all-zero gradient before any other) moves nothing and
-    leaves :math:`d, N, k` as they were; a step with :math:`\eta_t = 0` changes nothing at
-    all. ``safeguard_warmup`` keeps :math:`\eta_t` out of :math:`s`, for warm-up schedules;
-    ``growth_rate`` (e.g. 1.02) caps the growth of :math:`d` per step, a warm-up of its own.
+    leaves :math:`d, N, k` as they were; a step with :math:`\eta_t = 0` changes nothing but
+    the step count. ``safeguard_warmup`` keeps :math:`\eta_t` out of :math:`s`, for warm-up
+    schedules; ``growth_rate`` (e.g. 1.02) caps the growth of :math:`d` per step, a warm-up
+    of its own.
 
     ``slice_p > 1`` estimates :math:`d` from every ``slice_p``-th entry of each parameter
     only (prodigyopt's memory saving, an approximation): :math:`s` and :math:`\theta_0` are
@@ -150,10 +151,10 @@ def dadapt_adamw(
             - \lambda\,\delta_k\,\theta_{t-1}
 
     with the inner product and norm over all the parameters at once, :math:`\rho` =
-    ``growth_rate`` and :math:`k` the steps taken that changed :math:`d`. A step with
+    ``growth_rate`` and :math:`k` the steps taken, less the skipped ones below. A step with
     :math:`\lVert s_t\rVert_1 = 0` (an all-zero gradient before any other) moves nothing and
-    leaves :math:`d, N, k` as they were; a step with :math:`\eta_t = 0` changes nothing at
-    all. ``growth_rate`` (e.g. 1.02) caps the growth of :math:`d` per step.
+    leaves :math:`d, N, k` as they were; a step with :math:`\eta_t = 0` changes nothing but
+    the step count. ``growth_rate`` (e.g. 1.02) caps the growth of :math:`d` per step.
 
     Chain: ``scale_by_dadapt_adam(η, β1, β2, ε, λ, ...)``: the learning rate and the decay
     are scaled by :math:`d`, so they are part of the step. (dadaptation's

@@ -33,6 +33,7 @@ from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
+from gradtx.optimizers.mars import mars
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
@@ -81,11 +82,13 @@ class OptimizerInfo:
         fixed: arguments every construction in the tests passes (:meth:`build`), and torch's
             constructor too: L-BFGS is checked with ``max_iter=1``, the one setting in which a
             step needs nothing but the gradients.
-        grid_strength: how the parity sweep combines the traced (numeric) grid axes: None, their
-            full product; 2, a set of points in which every pair of values of any two
-            arguments occurs together (all pairs), for optimizers with so many arguments that
-            the product would take CI minutes (Prodigy: 2^9 points for each of 16 switch
-            settings). The switch settings are always run in full.
+        grid_strength: how the parity sweep combines the grid's axes: None, their full
+            product; 2, a set of points in which every pair of values of any two arguments
+            occurs together (all pairs), for optimizers with so many arguments that the
+            product would take CI minutes (Prodigy: 2^9 points for each of 16 switch
+            settings). The switches (each setting a program of its own) and the traced
+            numbers are paired separately: every pair of switch values is run, and at each,
+            every pair of numbers.
         torch_tuples: torch arguments that take several gradtx arguments as one tuple, where
             they differ from ``TORCH_PAIRS`` (AdEMAMix's ``betas`` is ``(b1, b2, b3)``).
         first_moving_step: the step at which a non-zero gradient first moves the parameters
@@ -155,10 +158,10 @@ class OptimizerInfo:
         return {**TORCH_PAIRS, **self.torch_tuples}
 
     def torch_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of the equivalent ``torch.optim`` constructor. Arguments that
-        torch takes as one tuple (:attr:`tuples`) are joined. State dtypes (``mu_dtype``,
-        ``nu_dtype``) have no torch counterpart: torch keeps each state in its parameter's
-        dtype, which is gradtx's default."""
+        """The keyword arguments of the reference's constructor (``torch.optim``'s or the
+        reference package's). Arguments that it takes as one tuple (:attr:`tuples`) are
+        joined. State dtypes (``mu_dtype``, ``nu_dtype``) have no counterpart: the reference
+        keeps each state in its parameter's dtype, which is gradtx's default."""
         out = dict(self.torch_extra)
         kwargs = {**self.fixed, **kwargs}
         tuples = self.tuples
@@ -570,8 +573,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         },
         example={"learning_rate": 0.5},
     ),
-    # torch.optim has no equivalent of the entries below; tests/test_sign_layerwise_adafactor.py
-    # checks them against NumPy implementations of their papers over this grid.
+    # Beyond torch.optim: checked against their authors' reference packages (test extras).
     OptimizerInfo(
         name="lion",
         factory=lion,
@@ -696,7 +698,38 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         constraint=lambda kw: (kw.get("t_alpha_beta3") is None or kw.get("b1", 0.9) > 0)
         and _decay_mode_exists(kw),
         example={"learning_rate": 1e-2, "alpha": 1.0},
+        rule_invalid=(({"t_alpha_beta3": 4.0, "b1": 0.0}, "b1"),
+                      ({"t_alpha_beta3": 4.0, "b3": 0.0}, "b3")),
         torch_tuples={"betas": ("b1", "b2", "b3")},
+    ),
+    OptimizerInfo(
+        name="mars",
+        factory=mars,
+        torch_class="pytorch_optimizer.MARS",
+        torch_names={"learning_rate": "lr"},
+        torch_tuples={"betas": ("b1", "b2"), "betas_1d": ("b1_1d", "b2_1d")},
+        # Every leaf takes MARS's own step here: with the AdamW step for vectors and scalars
+        # (optimize_1d=False, the default), the reference scales lr_1d with any change of lr
+        # (a LambdaLR), which gradtx leaves to lr_1d's own schedule. tests/test_mars.py checks
+        # that path (lr_1d, b1_1d, b2_1d, weight_decay_1d) against the reference.
+        fixed={"optimize_1d": True},
+        grid_strength=2,  # 6 switch settings x 3 types and 6 numbers: all pairs of both
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.95],
+            "b2": [0.5, 0.99],
+            "gamma": [0.0, 0.025, 0.5],
+            "eps": [1e-8, 0.1],
+            "weight_decay": [0.0, 0.1],
+            "mars_type": ["adamw", "lion", "shampoo"],
+            "weight_decouple": [False, True],
+            "fixed_decay": [False, True],
+            "ams_bound": [False, True],
+            "cautious": [False, True],
+            "maximize": [False, True],
+        },
+        constraint=_decay_mode_exists,  # fixed_decay only acts on decoupled decay
+        example={"learning_rate": 1e-2},
     ),
     OptimizerInfo(
         name="schedule_free_sgd",
@@ -731,6 +764,8 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         },
         example={"learning_rate": 0.05},
     ),
+    # No reference package: tests/test_sign_layerwise_adafactor.py and others check the entries
+    # below against NumPy implementations of their papers over this grid.
     OptimizerInfo(
         name="sign_sgd",
         factory=sign_sgd,

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import live, validation
 from gradtx import tree as _tree
@@ -424,6 +425,31 @@ def ademamix_alpha(alpha, t_alpha_beta3, t):
     return jnp.minimum(t * alpha / t_alpha_beta3, alpha)
 
 
+def _known_number(value):
+    """``value`` as a NumPy array when it is a concrete number, else None (traced, live)."""
+    if value is None or live.is_live(value) or validation.is_traced(value):
+        return None
+    return np.asarray(value)
+
+
+def check_ademamix_warmup(values) -> None:
+    """The beta3 warmup interpolates in :math:`\\log\\beta`: with ``t_alpha_beta3`` it needs
+    ``b1 > 0`` and ``b3 > 0`` (the reference fails on ``log(0)``, and the formula would give
+    NaN). ``values`` maps the names to their values (None where unknown: a traced value or a
+    schedule); a rule of :func:`gradtx.ademamix`'s declarations too, so ``set_hyperparam``
+    applies it."""
+    if values.get("t_alpha_beta3") is None:
+        return
+    for name in ("b1", "b3"):
+        value = values.get(name)
+        if value is not None and not (np.asarray(value) > 0).all():
+            raise ValueError(
+                f"`{name}` must be > 0 when `t_alpha_beta3` is given (the beta3 warmup "
+                f"interpolates log b1 and log b3), got {name}={np.asarray(value).tolist()}; set "
+                "t_alpha_beta3=None for no warmup."
+            )
+
+
 def ademamix_beta3(b1, b3, t_alpha_beta3, t):
     r"""AdEMAMix's warmed-up slow decay: :math:`\beta_{3,t}` moves from :math:`\beta_1` to
     :math:`\beta_3` over :math:`T` steps so that the slow average's half-life grows linearly,
@@ -470,6 +496,8 @@ def scale_by_ademamix(
     if t_alpha_beta3 is not None:
         validation.check_interval("t_alpha_beta3", t_alpha_beta3, 0.0, math.inf,
                                   low_closed=False)
+    check_ademamix_warmup({name: _known_number(value) for name, value in (
+        ("t_alpha_beta3", t_alpha_beta3), ("b1", b1), ("b3", b3))})
     validation.check_non_negative("eps", eps)
     mu_dtype = validation.check_state_dtype("mu_dtype", mu_dtype)
     nu_dtype = validation.check_state_dtype("nu_dtype", nu_dtype)

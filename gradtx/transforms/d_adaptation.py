@@ -4,7 +4,7 @@ parameters have moved along the gradients. Two estimators share the machinery he
 
 Both keep per-parameter moments and a per-parameter sum :math:`s` of past gradients, and a few
 scalars for the whole tree: the estimate :math:`d`, the running numerator it is estimated from,
-and :math:`k`, the number of steps that changed :math:`d`. Every step first sums two numbers
+and :math:`k`, the number of steps taken (those not skipped). Every step first sums two numbers
 over all the parameters (a dot product of the gradient with a per-parameter quantity, and
 :math:`\lVert s\rVert_1`), then sets :math:`d` from them, then steps every parameter with it.
 The sums are over all the entries of all the leaves, so the result does not depend on how the
@@ -15,7 +15,8 @@ depends on where the leaves begin).
 Like the references, a step whose :math:`\lVert s\rVert_1` is exactly zero (an all-zero
 gradient while :math:`s` is still zero: typically a first step with no gradient) moves
 nothing and leaves :math:`d`, the numerator and :math:`k` as they were; the moments take the
-step's gradient as usual. A step with learning rate 0 leaves the whole state as it was.
+step's gradient as usual. A step with learning rate 0 leaves the whole state but the step
+count as it was.
 
 The scalars are kept in the default float dtype (float64 with ``jax_enable_x64``, as the
 references keep them in Python floats); each leaf's contribution to the sums is computed in its
@@ -50,7 +51,7 @@ class ProdigyState(NamedTuple):
         d: the step-size estimate :math:`d` (the param group's ``d``).
         d_max: the largest estimate so far (``d_max``).
         numerator: the weighted numerator of the estimate (``d_numerator``).
-        k: the steps that changed :math:`d` (``k``); bias correction counts these.
+        k: the steps taken, less those skipped (``k``); bias correction counts these.
         count: the steps taken, for a schedule as learning rate; None inside an optimizer.
     """
 
@@ -74,7 +75,7 @@ class DAdaptAdamState(NamedTuple):
         s: the moving average of :math:`d_k \\eta_k g` (``s``).
         d: the step-size estimate :math:`d` (the param group's ``d``).
         numerator: the weighted numerator of the estimate (``numerator_weighted``).
-        k: the steps that changed :math:`d` (``k``); bias correction counts these.
+        k: the steps taken, less those skipped (``k``); bias correction counts these.
         count: the steps taken, for a schedule as learning rate; None inside an optimizer.
     """
 
