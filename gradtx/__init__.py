@@ -180,6 +180,7 @@ from gradtx.wrappers.masking import (
 )
 from gradtx.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.wrappers.quantized import QuantizedArray, QuantizedState, quantize_state, state_nbytes
+from gradtx.wrappers.sam import SAMState, sam
 
 __version__ = "0.1.0"
 
@@ -300,6 +301,8 @@ __all__ = [
     "RpropState",
     "running_max",
     "RunningMaxState",
+    "sam",
+    "SAMState",
     "ScalarOrSchedule",
     "scale",
     "scale_by_adam",
