@@ -31,6 +31,10 @@ Directives (usable from MyST as ```` ```{name} ````):
 ``gradtx-optax-defaults``
     For each gradtx function that Optax also has, the arguments whose names or defaults differ,
     read from the installed Optax (option ``:group:`` ``optimizers`` or ``others``).
+``gradtx-optax-map SECTION``
+    Every public name of the installed Optax and ``optax.contrib`` with its gradtx form or why
+    there is none, from ``optax_map.py`` (one section of it per table; ``summary`` for the
+    counts). An Optax name without an entry, or an entry for a name Optax lacks, is a warning.
 
 torch and optax are imported only here, at documentation time; gradtx never imports them.
 """
@@ -83,15 +87,16 @@ def _inline(text: str, docname: str) -> list[nodes.Node]:
     return out
 
 
-def _cell(content: str | Sequence[str], docname: str) -> nodes.entry:
+def _cell(content: str | Sequence[str], docname: str, inline=_inline) -> nodes.entry:
     entry = nodes.entry()
     for text in [content] if isinstance(content, str) else content:
-        entry += nodes.paragraph("", "", *_inline(text, docname))
+        entry += nodes.paragraph("", "", *inline(text, docname))
     return entry
 
 
 def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int], docname: str
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int], docname: str,
+    inline=_inline,
 ) -> nodes.table:
     table = nodes.table(classes=["gradtx-generated"])
     group = nodes.tgroup(cols=len(headers))
@@ -101,9 +106,9 @@ def _table(
     head, body = nodes.thead(), nodes.tbody()
     group += head
     group += body
-    head += nodes.row("", *(_cell(h, docname) for h in headers))
+    head += nodes.row("", *(_cell(h, docname, inline) for h in headers))
     for row in rows:
-        body += nodes.row("", *(_cell(c, docname) for c in row))
+        body += nodes.row("", *(_cell(c, docname, inline) for c in row))
     return table
 
 
@@ -828,6 +833,117 @@ class OptaxDefaultsTable(SphinxDirective):
         return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Every Optax name, from the mapping in optax_map.py
+
+_GX_IN_CODE = re.compile(r"\bgx\.([A-Za-z_]\w*)")
+
+
+def _code_with_links(code: str, docname: str) -> nodes.literal:
+    """A code span in which every public ``gx.<name>`` links to its API entry (a name not yet
+    public stays plain code)."""
+    import gradtx
+
+    literal = nodes.literal(code, "")
+    pos = 0
+    for match in _GX_IN_CODE.finditer(code):
+        if match.group(1) not in gradtx.__all__:
+            continue
+        if match.start() > pos:
+            literal += nodes.Text(code[pos:match.start()])
+        ref = addnodes.pending_xref(
+            "", refdomain="py", reftype="obj", reftarget=f"gradtx.{match.group(1)}",
+            refexplicit=True, refdoc=docname,
+        )
+        ref += nodes.Text(match.group(0))
+        literal += ref
+        pos = match.end()
+    if pos < len(code):
+        literal += nodes.Text(code[pos:])
+    return literal
+
+
+def _inline_all_links(text: str, docname: str) -> list[nodes.Node]:
+    """Like ``_inline``, but a code span links each ``gx.`` name in it (compositions such as
+    ``gx.chain(gx.ema(d), gx.bias_correction(d))``)."""
+    return [
+        nodes.Text(part) if i % 2 == 0 else _code_with_links(part, docname)
+        for i, part in enumerate(text.split("`")) if part
+    ]
+
+
+OPTAX_MAP_SOURCE = "docs/_ext/optax_map.py"
+
+
+class OptaxMapTable(SphinxDirective):
+    """``gradtx-optax-map SECTION``: the entries of one section of ``optax_map.SECTIONS``
+    (``optimizers``, ``transforms``, ``schedules``, ``other``, ``contrib``) as a table, or,
+    for ``summary``, the counts. Warns (and so fails the build) when the installed Optax has a
+    public name without an entry, when an entry names something Optax does not have, or when
+    an entry's text cites an Optax name that does not exist."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import optax_map
+
+        docname = self.env.docname
+        self.env.note_dependency(__file__)
+        self.env.note_dependency(optax_map.__file__)
+        section = self.arguments[0]
+        if section != "summary" and section not in optax_map.SECTIONS:
+            _warn(self, "gradtx-optax-map: unknown section %r (known: summary, %s)", section,
+                  ", ".join(optax_map.SECTIONS))
+            return []
+        optax = _import("optax", docname, "the map of every Optax name")
+        if optax is None:
+            return []
+        names = optax_map.optax_names()
+        if section == "summary":
+            return self._summary(optax, names, optax_map)
+        _, entries = optax_map.SECTIONS[section]
+        for name in sorted(entries.keys() - names.keys()):
+            _warn(self, "%s maps %s, which Optax %s does not have (or which is another name of "
+                  "an entry)", OPTAX_MAP_SOURCE, name, optax.__version__)
+        rows = []
+        for name in sorted(entries, key=str.lower):
+            entry = entries[name]
+            also = names.get(name, [])
+            optax_cell = [f"`{name}`"] + (
+                ["also " + ", ".join(f"`{a}`" for a in also)] if also else [])
+            rows.append([optax_cell, entry.gradtx or "—", entry.note])
+        return [_table(["Optax", "gradtx", "notes"], rows, [26, 34, 40], docname,
+                       inline=_inline_all_links)]
+
+    def _summary(self, optax, names, optax_map) -> list[nodes.Node]:
+        docname = self.env.docname
+        for name in sorted(names.keys() - optax_map.MAP.keys()):
+            _warn(self, "Optax %s has %s, which has no entry in %s", optax.__version__, name,
+                  OPTAX_MAP_SOURCE)
+        for name, entry in optax_map.MAP.items():
+            for ref in sorted(optax_map.optax_references(entry)):
+                if not optax_map.resolve_optax(ref):
+                    _warn(self, "%s: the entry for %s cites %s, which Optax %s does not have",
+                          OPTAX_MAP_SOURCE, name, ref, optax.__version__)
+        kinds = [optax_map.kind(e) for n, e in optax_map.MAP.items() if n in names]
+        per_module = {
+            module: sum(n.rsplit(".", 1)[0] == module for n in names)
+            for module in optax_map.NAME_BY_NAME
+        }
+        aliases = sum(len(a) for a in names.values())
+        text = (
+            f"Generated from the installed Optax {optax.__version__}: {len(names)} entries ("
+            + ", ".join(f"{count} in `{module}`" for module, count in per_module.items())
+            + f"), and {aliases} more names shown with the entry of the same object. "
+            f"{kinds.count('form')} have a gradtx form; {kinds.count('not yet')} are not in "
+            f"gradtx yet; {kinds.count('out of scope')} are out of scope (not gradient "
+            f"transformations); {kinds.count('other')} are done another way in gradtx or not "
+            f"needed there; {kinds.count('module')} are submodules mapped name by name."
+        )
+        return [_paragraph(text, docname)]
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("gradtx-torch-optimizer", TorchOptimizerTable)
     app.add_directive("gradtx-torch-only", TorchOnlyTable)
@@ -835,6 +951,7 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("gradtx-torch-classes", TorchClassesTable)
     app.add_directive("gradtx-optax-defaults", OptaxDefaultsTable)
     app.add_directive("gradtx-hyperparams", HyperparamsTable)
+    app.add_directive("gradtx-optax-map", OptaxMapTable)
     app.connect("env-check-consistency", check_torch_tables)
     app.connect("env-check-consistency", check_hyperparams_tables)
     app.connect("env-purge-doc", _purge)
