@@ -29,13 +29,15 @@ def _optimizer_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",")]
     known = presets.names()
     for name in names:
-        if name not in known:
+        if name not in known and name not in presets.GROUPS:
             raise argparse.ArgumentTypeError(
-                f"unknown optimizer {name!r}; choose from {', '.join(known)}"
+                f"unknown optimizer {name!r}; choose from {', '.join(known)}, "
+                f"or a group: {', '.join(presets.GROUPS)}"
             )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"an optimizer is listed twice in {text!r}")
-    return names
+    # A group's members already listed (adamw,frontier) are kept once.
+    return presets.expand(names)
 
 
 def _int_at_least(minimum: int, description: str) -> Callable[[str], int]:
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_optimizer_list,
         default=list(presets.DEFAULT_OPTIMIZERS),
         help=f"comma-separated names (default: {','.join(presets.DEFAULT_OPTIMIZERS)}); "
-        f"also any of {','.join(n for n in presets.names() if n not in presets.PRESETS)}",
+        f"also any of {','.join(n for n in presets.names() if n not in presets.PRESETS)}; "
+        f"or 'frontier' for {','.join(presets.frontier())}",
     )
     compare.add_argument(
         "--steps",
@@ -153,7 +156,9 @@ def compare(args: argparse.Namespace) -> int:
     for name in args.optimizers:
         resolved = presets.resolve(name, args.task)
         opt = resolved.build()
-        results.append(train.train(task, name, opt, resolved.hyperparameters, steps))
+        results.append(
+            train.train(task, name, opt, resolved.hyperparameters, steps, resolved.eval_params)
+        )
     print(report.format_table(results, target))
     if args.out is not None:
         config: dict[str, Any] = {

@@ -6,7 +6,7 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,9 +67,16 @@ def train(
     opt: GradientTransformation,
     hyperparameters: Mapping[str, Any],
     steps: int,
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> RunResult:
     """Runs ``steps`` jitted updates of ``opt`` on ``task``, timing each after a compile step,
-    and measures the test accuracy at the start and after every epoch (outside the timing)."""
+    and measures the test accuracy at the start and after every epoch (outside the timing).
+
+    ``eval_params(state, params)``, if given, gives the parameters to evaluate at (the final
+    loss and the test accuracy) from the optimizer state and the training parameters:
+    :func:`gradtx.schedule_free_eval_params` for the Schedule-Free optimizers, whose training
+    parameters are not the ones to evaluate. The training-loss curve is always at the training
+    parameters (it is the loss the step differentiates)."""
     tqdm = require("tqdm", "tqdm", "progress bars").tqdm
 
     @jax.jit
@@ -78,8 +85,13 @@ def train(
         updates, state = opt.update(grads, state, params)
         return apply_updates(params, updates), state, loss
 
-    final_loss_fn = jax.jit(task.final_loss_fn)
-    accuracy_fn = jax.jit(task.accuracy_fn) if task.accuracy_fn is not None else None
+    def at_eval_params(fn: Callable[[Any], jax.Array]) -> Callable[[Any, Any], jax.Array]:
+        if eval_params is None:
+            return jax.jit(lambda params, state: fn(params))
+        return jax.jit(lambda params, state: fn(eval_params(state, params)))
+
+    final_loss_fn = at_eval_params(task.final_loss_fn)
+    accuracy_fn = at_eval_params(task.accuracy_fn) if task.accuracy_fn is not None else None
     params, state = task.params, opt.init(task.params)
     # The first call compiles; run it once on a batch and throw the result away so that the
     # timings below are steady-state.
@@ -93,7 +105,7 @@ def train(
     def evaluate(k: int) -> None:
         if accuracy_fn is not None:
             eval_steps.append(k)
-            accuracies.append(float(accuracy_fn(params)))
+            accuracies.append(float(accuracy_fn(params, state)))
 
     evaluate(0)
     batches = task.batches()
@@ -116,7 +128,7 @@ def train(
         name=name,
         hyperparameters=dict(hyperparameters),
         losses=losses,
-        final_loss=float(final_loss_fn(params)),
+        final_loss=float(final_loss_fn(params, state)),
         median_step_us=statistics.median(times) * 1e6,
         window=task.window,
         eval_steps=eval_steps,
