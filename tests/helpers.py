@@ -294,3 +294,28 @@ def assert_refused_by_name(factory, argument: str, value, params) -> None:
     if factory._injection.declarations[argument].live:
         with pytest.raises(ValueError, match=f"`{argument}`"):
             gx.set_hyperparam(state, argument, value)
+
+
+def quadratic_problem(seed: int = 0):
+    """``(params, centre, curvature)``: a matrix, a vector and a scalar leaf with a separable
+    quadratic's centre and positive curvature per entry, for wrapper tests."""
+    rng = np.random.default_rng(seed)
+    shapes = {"w": (4, 3), "b": (3,), "s": ()}
+    params = {k: rng.normal(size=s) for k, s in shapes.items()}
+    centre = {k: rng.normal(size=s) for k, s in shapes.items()}
+    curvature = {k: rng.uniform(0.5, 2.0, size=s) for k, s in shapes.items()}
+    return params, centre, curvature
+
+
+def scale_by_value() -> gx.GradientTransformation:
+    """A loss-aware transform: multiplies the updates by the extra argument ``value``."""
+
+    def init(params):
+        del params
+        return gx.EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        value = gx.extra_arg(extra_args, "value", "scale_by_value")
+        return jax.tree_util.tree_map(lambda u: u * value, updates), state
+
+    return gx.GradientTransformation(init, update)

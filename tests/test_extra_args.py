@@ -16,23 +16,12 @@ from gradtx.wrappers.averaging import with_param_average
 from gradtx.wrappers.finite import apply_if_finite
 from gradtx.wrappers.lookahead import lookahead
 from gradtx.wrappers.masking import masked, multi_transform
+from tests.helpers import scale_by_value
 
 PARAMS = {"w": jnp.ones(3), "b": jnp.ones(2)}
 GRADS = {"w": jnp.full(3, 0.5), "b": jnp.full(2, -1.0)}
 
 
-def scale_by_value() -> gx.GradientTransformation:
-    """A loss-aware transform: multiplies the updates by the loss it is handed."""
-
-    def init(params):
-        del params
-        return gx.EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        value = gx.extra_arg(extra_args, "value", "scale_by_value")
-        return jax.tree_util.tree_map(lambda u: u * value, updates), state
-
-    return gx.GradientTransformation(init, update)
 
 
 def _all_ways():

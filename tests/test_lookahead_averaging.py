@@ -18,6 +18,7 @@ import pytest
 import gradtx as gx
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
 from gradtx.wrappers.lookahead import LookaheadState, lookahead
+from tests import helpers
 
 STEPS = 20
 RTOL = 1e-10
@@ -28,16 +29,7 @@ TORCH_RTOL = 1e-9
 # The problem: parameters (with a None leaf), and the gradient of a fixed loss.
 
 
-def _make_problem(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    shapes = {"w": (4, 3), "b": (3,), "s": ()}
-    params = {k: rng.normal(size=s) for k, s in shapes.items()}
-    centre = {k: rng.normal(size=s) for k, s in shapes.items()}
-    curvature = {k: rng.uniform(0.5, 2.0, size=s) for k, s in shapes.items()}
-    return params, centre, curvature
-
-
-PARAMS, CENTRE, CURVATURE = _make_problem()
+PARAMS, CENTRE, CURVATURE = helpers.quadratic_problem()
 KEYS = sorted(PARAMS)
 
 

@@ -17,6 +17,7 @@ import optax
 import pytest
 
 import gradtx as gx
+from tests import helpers
 
 STEPS = 10
 RTOL = 1e-9
@@ -25,16 +26,7 @@ RTOL = 1e-9
 # The problem: parameters, and a loss in JAX and in torch.
 
 
-def _make_problem(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    shapes = {"w": (4, 3), "b": (3,), "s": ()}
-    params = {k: rng.normal(size=s) for k, s in shapes.items()}
-    centre = {k: rng.normal(size=s) for k, s in shapes.items()}
-    curvature = {k: rng.uniform(0.5, 2.0, size=s) for k, s in shapes.items()}
-    return params, centre, curvature
-
-
-PARAMS, CENTRE, CURVATURE = _make_problem()
+PARAMS, CENTRE, CURVATURE = helpers.quadratic_problem()
 KEYS = sorted(PARAMS)  # the order of jax's leaves, and of the torch parameter list
 
 
@@ -367,24 +359,12 @@ def test_batch_axis_name_averages_the_adversarial_gradient():
     assert not np.allclose(separate["w"][0], separate["w"][1], rtol=1e-6)
 
 
-def scale_by_value() -> gx.GradientTransformation:
-    """A loss-aware transform: multiplies the updates by the extra argument ``value``."""
-
-    def init(params):
-        del params
-        return gx.EmptyState()
-
-    def update(updates, state, params=None, **extra_args):
-        value = gx.extra_arg(extra_args, "value", "scale_by_value")
-        return jax.tree_util.tree_map(lambda u: u * value, updates), state
-
-    return gx.GradientTransformation(init, update)
 
 
 @pytest.mark.parametrize("opaque", [False, True], ids=["transparent", "opaque"])
 def test_extra_args_reach_both_optimizers(opaque):
-    opt = gx.sam(gx.chain(gx.sgd(1.0), scale_by_value()),
-                 gx.chain(gx.sgd(1.0), scale_by_value()), opaque_mode=opaque)
+    opt = gx.sam(gx.chain(gx.sgd(1.0), helpers.scale_by_value()),
+                 gx.chain(gx.sgd(1.0), helpers.scale_by_value()), opaque_mode=opaque)
     params = {"w": jnp.array([1.0, 2.0])}
     state = opt.init(params)
     g = {"w": jnp.array([0.5, -1.0])}
