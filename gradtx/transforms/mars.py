@@ -87,8 +87,8 @@ def scale_by_mars(
     * ``"shampoo"``: for a leaf of two or more dimensions, reshaped to
       :math:`(d_0, d_1 d_2\cdots)`, :math:`\mathrm{NS}(m_t / (1-\beta_1))\,
       \sqrt{\max(1, d_0/d_1)}` (five quintic Newton–Schulz steps run in ``ns_dtype``, floor
-      :math:`\epsilon` on the norm, as :func:`gradtx.newton_schulz`); other leaves take the
-      ``"adamw"`` output.
+      :math:`\epsilon` on the norm, as :func:`gradtx.orthogonalize_by_newton_schulz`); other
+      leaves take the ``"adamw"`` output.
 
     ``gamma=None`` is the plain AdamW step (:math:`c_t = g_t`, no clipping, no stored
     gradient, ``mars_type`` must be ``"adamw"``), which MARS gives the parameters it does not
