@@ -168,13 +168,15 @@ def run_scan_with_state(opt, params, grads_stacked, record):
 
 def assert_close_per_step(got, want, message, rtol=1e-9, atol_scale=1e-12):
     """Every step at once (leading axis = step), as test_parity compares: ``|got - want| <=
-    rtol |want| + atol_scale max(1, max |want at that step|)``, NaN equal to NaN; a failure
-    names its first step."""
+    rtol |want| + atol_scale max(1, max |want at that step|)``, NaN equal to NaN and an
+    infinity to itself; a failure names its first step."""
     got, want = np.asarray(got), np.asarray(want)
     flat = np.abs(want).reshape(len(want), -1)
     atol = atol_scale * np.maximum(1.0, np.nanmax(flat, axis=1, initial=0.0))
     atol = atol.reshape((-1,) + (1,) * (want.ndim - 1))
-    ok = (np.abs(got - want) <= rtol * np.abs(want) + atol) | (np.isnan(got) & np.isnan(want))
+    with np.errstate(invalid="ignore"):  # inf - inf: equal infinities pass as got == want
+        ok = (got == want) | (np.abs(got - want) <= rtol * np.abs(want) + atol)
+    ok |= np.isnan(got) & np.isnan(want)
     if not ok.all():
         t = int(np.argmin(ok.reshape(len(ok), -1).all(axis=1)))
         np.testing.assert_allclose(got[t], want[t], rtol=rtol, atol=float(atol[t].max()),

@@ -52,30 +52,13 @@ def _static_cases():
 
 def _assert_matches(torch_traj, ours, index, kwargs):
     """Each step of ``torch_traj`` against ours (point ``index`` of a vmapped run, or the only
-    one). Checked a leaf at a time over all steps at once; only a failure goes through the
-    step-by-step loop, for a message naming the step."""
-    ours = {key: np.asarray(leaf if index is None else leaf[index]) for key, leaf in ours.items()}
-    steps = len(torch_traj)
+    one), a leaf over all steps at once."""
     for key in torch_traj[0]:
+        got = np.asarray(ours[key] if index is None else ours[key][index])
         want = np.stack([expected[key] for expected in torch_traj])
-        got = ours[key][:steps]
-        scale = np.abs(want).reshape(steps, -1).max(axis=1, initial=0.0)
-        atol = (ATOL_SCALE * np.maximum(1.0, scale)).reshape((steps,) + (1,) * (want.ndim - 1))
-        with np.errstate(invalid="ignore"):
-            close = (got == want) | (np.abs(got - want) <= atol + RTOL * np.abs(want))
-        close |= np.isnan(got) & np.isnan(want)
-        if not close.all():
-            _assert_each_step(torch_traj, ours, key, kwargs)
-
-
-def _assert_each_step(torch_traj, ours, key, kwargs):
-    for t, expected in enumerate(torch_traj):
-        want = expected[key]
-        atol = ATOL_SCALE * max(1.0, float(np.max(np.abs(want), initial=0.0)))
-        np.testing.assert_allclose(
-            ours[key][t], want, rtol=RTOL, atol=atol,
-            err_msg=f"step {t + 1}, leaf {key!r}, hyperparameters {kwargs}",
-        )
+        helpers.assert_close_per_step(got[:len(want)], want,
+                                      f"leaf {key!r}, hyperparameters {kwargs}",
+                                      rtol=RTOL, atol_scale=ATOL_SCALE)
 
 
 @pytest.mark.parametrize("mode", ["jit", "eager"])
@@ -95,6 +78,7 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
         def run(hp):
             return helpers.run_steps(info.build(**hp, **static), params, grads[:EAGER_STEPS])
         traj = jax.vmap(run)(hyper)
+    traj = jax.tree_util.tree_map(np.asarray, traj)
 
     steps = grads if mode == "jit" else grads[:EAGER_STEPS]
     for i, point in enumerate(points):
