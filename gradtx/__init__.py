@@ -68,6 +68,7 @@ from gradtx.optimizers import (
     schedule_free_sgd,
     sgd,
     sign_sgd,
+    soap,
     sparse_adam,
     yogi,
 )
@@ -163,6 +164,7 @@ from gradtx.transforms.rprop import RpropState, scale_by_rprop
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
 from gradtx.transforms.schedule_free import ScheduleFreeState, scale_by_schedule_free
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
+from gradtx.transforms.soap import SoapState, scale_by_soap
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.tree import map_by_shape
@@ -327,6 +329,7 @@ __all__ = [
     "scale_by_rss",
     "scale_by_schedule_free",
     "scale_by_sign",
+    "scale_by_soap",
     "scale_by_sparse_adam",
     "scale_by_trust_ratio",
     "scale_by_yogi",
@@ -341,6 +344,8 @@ __all__ = [
     "set_to_zero",
     "sgd",
     "sign_sgd",
+    "soap",
+    "SoapState",
     "sparse_adam",
     "SparseAdamState",
     "state_nbytes",

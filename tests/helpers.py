@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -82,6 +83,15 @@ def torch_optimizer(torch, info: OptimizerInfo, tensors, kwargs: Mapping[str, An
     opt = reference_class(torch, info)(tensors, **info.torch_kwargs(kwargs))
     if callable(getattr(opt, "train", None)):
         opt.train()
+    if info.torch_patch is not None:
+        step = type(opt).step
+
+        def patched_step(self, *args, **kw):
+            with info.torch_patch(torch):
+                return step(self, *args, **kw)
+
+        # A bound method, as torch's LR schedulers expect to find (they wrap ``__func__``).
+        opt.step = types.MethodType(patched_step, opt)
     return opt
 
 

@@ -37,11 +37,20 @@ FLAT_STATE = ("lbfgs",)
 # Prodigy and D-Adaptation estimate one step size from sums over every parameter: a sharded
 # step adds the all-reduce of those scalars.
 TREE_WIDE = ("prodigy", "dadapt_adamw")
-LAYERWISE = ("lamb", "lars", "mars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE, *TREE_WIDE)
+# SOAP keeps a d x d statistic and eigenbasis per dimension of each leaf (state of other shapes);
+# its step contracts the leaf along every dimension and decomposes whole matrices.
+PRECONDITIONED = ("soap",)
+LAYERWISE = ("lamb", "lars", "mars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE, *TREE_WIDE,
+             *PRECONDITIONED)
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
 # reductions split over devices add in another order (measured: at most 8e-7).
 TOLERANCE = 5e-6
+# SOAP's first eigenbases come from float32 eigendecompositions of statistics of rank 1 to 3,
+# whose eigenvectors turn with the last bits of their sums (nearly equal eigenvalues): what it
+# determines (tests/sharding_checks.py: parameters, first moment, statistics) differs by 2.1e-3
+# (data8) and 3.6e-3 (data4_model2) from a single device, as any other summation order would.
+SOAP_TOLERANCE = 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +106,9 @@ def test_init_keeps_parameter_sharding(results, name, mesh, mode):
         return
     assert report["checked"] >= 2  # every entry keeps per-parameter state for some leaves
     assert report["mismatched"] == []
-    # Only the Adafactors keep non-scalar state of other shapes (their factored statistics).
-    assert not report["other"] or name in FACTORED
+    # Only the Adafactors (their factored statistics) and SOAP (its per-dimension matrices)
+    # keep non-scalar state of other shapes.
+    assert not report["other"] or name in FACTORED + PRECONDITIONED
 
 
 def test_both_axis_kinds_and_meshes_step_every_optimizer(results):
@@ -221,7 +231,8 @@ def test_sharded_runs_equal_single_device_runs(results):
     differences.update({f"fsdp {name}": entry["relative_difference"]
                         for name, entry in results["fsdp_clipping"].items()})
     assert len(differences) >= 2 * len(NAMES)
-    too_far = {k: v for k, v in differences.items() if not v <= TOLERANCE}
+    too_far = {k: v for k, v in differences.items()
+               if not v <= (SOAP_TOLERANCE if k.endswith(" soap") else TOLERANCE)}
     assert too_far == {}
 
 

@@ -58,8 +58,8 @@ def _kwargs(info, **extra):
 
 
 # Dtype arguments that set how a step computes, not how its state is stored (Muon's and MARS's
-# Newton-Schulz dtype).
-COMPUTE_DTYPES = ("ns_dtype",)
+# Newton-Schulz dtype, SOAP's QR dtype: tests/test_soap.py checks it).
+COMPUTE_DTYPES = ("ns_dtype", "qr_dtype")
 
 
 def _dtype_args(info) -> list[str]:

@@ -211,6 +211,10 @@ TORCH_ONLY_BY_CLASS = {
         "pytorch-optimizer's catch-all for extra group options, stored in each group and not "
         "read by MARS's step: nothing to map."
     ),
+    ("pytorch_optimizer.SOAP", "kwargs"): (
+        "pytorch-optimizer's catch-all for extra group options, stored in each group and not "
+        "read by SOAP's step: nothing to map."
+    ),
     ("lion_pytorch.Lion", "use_triton"): (
         "A CUDA kernel for the same step; XLA compiles gradtx's step for the device."
     ),

@@ -148,6 +148,7 @@ REGISTRY_LEARNING_RATES: dict[str, dict[str, float]] = {
     "adopt": {"char-transformer": 1e-2},
     "ademamix": {"char-transformer": 3e-3},
     "mars": {"char-transformer": 0.03},
+    "soap": {"char-transformer": 3e-2},
     "schedule_free_adamw": {"char-transformer": 1e-2},
     "prodigy": {"char-transformer": 0.3},
     "dadapt_adamw": {"char-transformer": 0.1},
@@ -187,15 +188,12 @@ REGISTRY_LEARNING_RATES: dict[str, dict[str, float]] = {
 #   lamb          3e-3 1.391/3.540  *1e-2 1.124/2.414  3e-2 1.066/2.725  0.1 1.540/18.36
 #                 (0.03 won, but 0.1 blew up, held-out 18 nats: diverged, so one notch lower)
 #   soap          1e-3 1.335/3.239  3e-3 1.080/2.311  1e-2 0.918/2.177  *3e-2 0.917/2.273
-#                 0.1 1.080/2.656  (applied below only while the registry has "soap")
+#                 0.1 1.080/2.656
 #   lars          3e-2 1.069/2.531  *0.1 1.051/2.604  0.3 1.110/3.009  1 diverged
 #   adafactor     3e-3 0.966/2.308  *1e-2 0.950/2.332  3e-2 1.022/2.532  0.1 1.114/2.755
 #   lookahead_sgd 3e-2 1.051/2.502  *0.1 1.010/2.381  0.3 1.092/2.693  1 4.001/4.076
 #   param_average_adam  1e-3 1.112/2.467  *3e-3 0.995/2.350  1e-2 1.020/2.461  3e-2 1.054/2.614
 #                 (held-out at the training parameters, not the average)
-
-if "soap" in registry.names():  # not in gradtx yet; the frontier group picks it up then
-    REGISTRY_LEARNING_RATES["soap"] = {"char-transformer": 3e-2}
 
 # Parameters to evaluate at, for optimizers whose training parameters are not those:
 # ``eval_params(state, params)`` (see gradtx.compare.train.train).
@@ -205,7 +203,7 @@ EVAL_PARAMS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 # The frontier group: AdamW, the baseline, then the newer optimizers gradtx has, in the order
-# they are printed. "soap" joins them when the registry has it (see frontier()).
+# they are printed.
 FRONTIER: tuple[str, ...] = (
     "adamw",
     "muon",
@@ -213,6 +211,7 @@ FRONTIER: tuple[str, ...] = (
     "adopt",
     "ademamix",
     "mars",
+    "soap",
     "schedule_free_adamw",
     "prodigy",
     "dadapt_adamw",
@@ -220,9 +219,8 @@ FRONTIER: tuple[str, ...] = (
 
 
 def frontier() -> list[str]:
-    """The ``frontier`` group: :data:`FRONTIER`, plus ``soap`` if the registry has an entry of
-    that name when this is called (so the group picks it up without a change here)."""
-    return [*FRONTIER, *(["soap"] if "soap" in registry.names() else [])]
+    """The ``frontier`` group: :data:`FRONTIER`."""
+    return list(FRONTIER)
 
 
 # Group names accepted by --optimizers, each expanding to a list of names.

@@ -20,6 +20,7 @@ from gradtx.optimizers.schedule_free import (
 )
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.optimizers.soap import soap
 from gradtx.optimizers.sparse_adam import sparse_adam
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "schedule_free_sgd",
     "sgd",
     "sign_sgd",
+    "soap",
     "sparse_adam",
     "yogi",
 ]

@@ -40,6 +40,7 @@ from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.optimizers.soap import soap
 from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.transforms.adam_scalings import _adopt_clip
 from gradtx.wrappers.averaging import with_param_average
@@ -89,6 +90,15 @@ class OptimizerInfo:
             settings). The switches (each setting a program of its own) and the traced
             numbers are paired separately: every pair of switch values is run, and at each,
             every pair of numbers.
+        torch_patch: a function of the torch module that returns a context manager every
+            step of the reference runs in (:func:`tests.helpers.torch_optimizer` wraps
+            ``step``): SOAP's, which makes the reference's one cast to float32 (its QR) a
+            no-op for float64 tensors, with ``qr_dtype=None`` :attr:`fixed` here to match.
+            None: the reference as it is.
+        parity_atol: the absolute term of the parity bound, as a fraction of ``max(1, the
+            leaf's largest entry)`` (the relative term is always 1e-9): 1e-12, or larger where
+            the step runs through an eigendecomposition or QR (SOAP), with the reason in
+            :attr:`tolerance_note`.
         torch_tuples: torch arguments that take several gradtx arguments as one tuple, where
             they differ from ``TORCH_PAIRS`` (AdEMAMix's ``betas`` is ``(b1, b2, b3)``).
         first_moving_step: the step at which a non-zero gradient first moves the parameters
@@ -116,6 +126,8 @@ class OptimizerInfo:
     first_moving_step: int = 1
     grid_strength: int | None = None
     torch_tuples: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    torch_patch: Callable[[Any], Any] | None = None
+    parity_atol: float = 1e-12
 
     @property
     def torch_module(self) -> str | None:
@@ -206,6 +218,38 @@ def _adam_grid(weight_decay: list[float]) -> dict[str, list]:
         "amsgrad": [False, True],
         "maximize": [False, True],
     }
+
+
+def _soap_merge_runs(kwargs) -> bool:
+    """pytorch-optimizer's SOAP with ``merge_dims`` fails on a leaf that merges into one
+    dimension (it reshapes it to ``(1,)``): with the test tree's vector of 3 entries, on every
+    ``max_precondition_dim`` above 2."""
+    return not kwargs.get("merge_dims") or kwargs.get("max_precondition_dim", 10000) <= 2
+
+
+def _float64_qr(torch):
+    """pytorch-optimizer's SOAP with its QR in float64: within the block, ``Tensor.to`` with
+    ``torch.float32`` returns a float64 tensor itself (SOAP's one such cast is that of the
+    power iterate before ``torch.linalg.qr``; its other casts are to the statistics' own
+    dtype)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def patched():
+        original = torch.Tensor.to
+
+        def to(self, *args, **kwargs):
+            if args and args[0] is torch.float32 and self.dtype == torch.float64:
+                return self
+            return original(self, *args, **kwargs)
+
+        torch.Tensor.to = to
+        try:
+            yield
+        finally:
+            torch.Tensor.to = original
+
+    return patched()
 
 
 def _decay_mode_exists(kwargs) -> bool:
@@ -730,6 +774,60 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         },
         constraint=_decay_mode_exists,  # fixed_decay only acts on decoupled decay
         example={"learning_rate": 1e-2},
+    ),
+    OptimizerInfo(
+        name="soap",
+        factory=soap,
+        torch_class="pytorch_optimizer.SOAP",
+        torch_names={"learning_rate": "lr"},
+        grid_strength=2,  # 7 switches and counts, 6 numbers: all pairs of both
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.95],
+            "b2": [0.5, 0.95],
+            "shampoo_beta": [None, 0.5, 0.9],
+            "weight_decay": [0.0, 0.1],
+            "eps": [1e-8, 0.1],
+            "precondition_frequency": [1, 3, 10],
+            "max_precondition_dim": [2, 3, 10000],
+            "merge_dims": [False, True],
+            "correct_bias": [False, True],
+            "normalize_gradient": [False, True],
+            "data_format": ["channels_first", "channels_last"],
+            "maximize": [False, True],
+        },
+        constraint=_soap_merge_runs,
+        first_moving_step=2,  # the first step only starts the statistics and bases
+        # The reference runs its QR refresh in float32 whatever the parameters' dtype (as
+        # gradtx does by default). The two float32 QRs (MKL's in torch, jaxlib's LAPACK)
+        # differ in their last bits, and the test data's 1e4 and 1e-9 gradient entries carry
+        # a 1e-7 turn of a basis into O(1) changes of the later steps (measured: 6e-2 of the
+        # leaf's largest entry). The sweep therefore runs the QR in float64 on both sides:
+        # gradtx's qr_dtype=None, and the reference with that one cast made a no-op.
+        fixed={"qr_dtype": None, "precondition_1d": False},
+        torch_patch=_float64_qr,
+        # Even in float64 the two LAPACKs' eigendecompositions and QRs differ in the last
+        # bits, which later steps carry: measured up to 8.9e-12 of the leaf's largest entry
+        # over this sweep (entries near zero by cancellation: 6.6e-8 relative), hence 1e-10.
+        parity_atol=1e-10,
+        tolerance_note=(
+            "equal to rtol 1e-9 plus 1e-10 of the leaf's largest entry with the QR refresh in "
+            "float64 on both sides (`qr_dtype=None`; the reference with its one float32 cast "
+            "made float64): the two float64 LAPACKs (MKL's, jaxlib's) differ in last bits, "
+            "measured 8.9e-12 of the largest entry. `precondition_1d=True` is checked in "
+            "`tests/test_soap.py` at rtol 1e-9 on vectors whose statistic is well "
+            "conditioned; on the sweep's vector (entries 1e4 and 1e-9) its eigenvalues span "
+            "more than float64 holds, so its small eigenvectors are rounding, different in "
+            "every LAPACK (measured 4e-4 of the largest entry). With the reference's float32 "
+            "QR (the default), the two float32 QRs differ in their last bits: 8e-10 of the "
+            "leaf's largest entry on gradients of one scale (`tests/test_soap.py`), O(1) on "
+            "the sweep's data"
+        ),
+        # No state_dict bridge yet: the reference keeps its step in the param group and its
+        # statistics and bases as per-parameter lists (empty for a dimension it skips), which
+        # the bridge's one-tensor-per-entry layout does not describe. Refused by name.
+        torch_state={},
+        example={"learning_rate": 1e-2, "weight_decay": 0.0},
     ),
     OptimizerInfo(
         name="schedule_free_sgd",
