@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import gradtx as gx
+from gradtx.optimizers import registry
 from gradtx.transforms.soap import merged_shape
 from tests import helpers
 
@@ -77,19 +78,12 @@ def _check(got, want, rtol=1e-9):
 
 
 @pytest.fixture
-def _float64_qr(torch_float64, monkeypatch):
-    """The reference with its QR in the parameters' float64: its one cast to float32 (of the
-    power iterate, before ``torch.linalg.qr``) returns the float64 tensor itself."""
-    torch = torch_float64
-    original = torch.Tensor.to
-
-    def to(self, *args, **kwargs):
-        if args and args[0] is torch.float32 and self.dtype == torch.float64:
-            return self
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "to", to)
-    return torch
+def _float64_qr(torch_float64):
+    """The reference with its QR in the parameters' float64, as the registry's sweep runs it
+    (``OptimizerInfo.torch_patch``: its one cast to float32, of the power iterate before
+    ``torch.linalg.qr``, returns the float64 tensor itself)."""
+    with registry.get("soap").torch_patch(torch_float64):
+        yield torch_float64
 
 
 CASES = [
