@@ -1,6 +1,8 @@
 """Compile and step time of Muon's jitted step on a transformer-shaped tree of matrices, with
-one Newton–Schulz per leaf (what ``gx.muon`` does) and with the matrices of one shape stacked
-into one vmapped Newton–Schulz (``gx.map_by_shape``). Run: ``python -m benchmarks.muon_compile``.
+one Newton–Schulz per leaf (what ``gx.muon`` does), with the matrices of one shape stacked
+into one vmapped Newton–Schulz (``gx.map_by_shape``), and Optax's ``contrib.muon`` (which runs
+Newton–Schulz in the update's dtype: compare it with ``ns_dtype=None``), in one process. Run:
+``python -m benchmarks.muon_compile``.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def stacked_by_shape():
         orthogonalize.map_matrices = original
 
 
-def seconds(params, steps: int = 5) -> tuple[float, float, float]:
-    """(trace and lower, compile, median step) seconds of a fresh Muon step."""
-    opt = gx.muon(0.02)
+def seconds(params, make_opt=lambda: gx.muon(0.02),
+            steps: int = 5) -> tuple[float, float, float]:
+    """(trace and lower, compile, median step) seconds of a fresh step of ``make_opt()``."""
+    opt = make_opt()
     state = opt.init(params)
 
     def step(p, s, g):
@@ -69,12 +72,22 @@ def main(repeats: int = 2) -> None:
     params = transformer_matrices()
     print(f"Muon step, {len(params)} matrices of 3 shapes (d={D}, {LAYERS} layers), "
           f"median of {repeats}:")
-    for label, context in (("per leaf", contextlib.nullcontext),
-                           ("stacked by shape", stacked_by_shape)):
+    import optax  # a benchmark reference only
+
+    contenders = (
+        ("gradtx per leaf (NS in bfloat16, torch's)", contextlib.nullcontext,
+         lambda: gx.muon(0.02)),
+        ("gradtx stacked by shape (bfloat16)", stacked_by_shape, lambda: gx.muon(0.02)),
+        ("gradtx per leaf, ns_dtype=None (float32)", contextlib.nullcontext,
+         lambda: gx.muon(0.02, ns_dtype=None)),
+        ("optax.contrib.muon (float32)", contextlib.nullcontext,
+         lambda: optax.contrib.muon(0.02)),
+    )
+    for label, context, make_opt in contenders:
         with context():
-            runs = [seconds(params) for _ in range(repeats)]
+            runs = [seconds(params, make_opt) for _ in range(repeats)]
         lower, compile_, step = (statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"  {label:17s} trace+lower {lower:5.2f} s   compile {compile_:5.2f} s   "
+        print(f"  {label:42s} trace+lower {lower:5.2f} s   compile {compile_:5.2f} s   "
               f"step {step * 1e3:7.1f} ms")
 
 

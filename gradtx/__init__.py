@@ -180,6 +180,7 @@ from gradtx.wrappers.masking import (
     multi_transform,
     set_to_zero,
 )
+from gradtx.wrappers.matrix_view import matrix_view
 from gradtx.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.wrappers.quantized import QuantizedArray, QuantizedState, quantize_state, state_nbytes
 from gradtx.wrappers.sam import SAMState, sam
@@ -260,6 +261,7 @@ __all__ = [
     "MaskedState",
     "MomentumState",
     "multi_transform",
+    "matrix_view",
     "multiply_schedules",
     "multistep_schedule",
     "MultiTransformState",

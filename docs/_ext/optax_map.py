@@ -801,8 +801,10 @@ CONTRIB = {
     "optax.contrib.MomoAdamState": not_yet("(the state of `optax.contrib.momo_adam`)"),
     "optax.contrib.MomoState": not_yet("(the state of `optax.contrib.momo`)"),
     "optax.contrib.MuonDimensionNumbers": not_yet(
-        "`gx.muon` takes matrices only, and `gx.muon_with_adamw` sends every other leaf to "
-        "AdamW: higher-rank kernels cannot be orthogonalised along chosen axes."),
+        "Kernels go to Muon with their output channels first or last and every other axis "
+        "merged into the other side (`gx.matrix_view(gx.muon(...), layout)`, or "
+        "`gx.muon_with_adamw(..., conv_kernels=layout)`); orthogonalising along any chosen "
+        "reduction and output axes is not in gradtx."),
     "optax.contrib.MuonState": eq(
         "`gx.MuonMomentumState`",
         "The momentum buffer only; Optax's also holds a count and the coefficients."),

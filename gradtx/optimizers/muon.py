@@ -36,6 +36,7 @@ from gradtx.transforms.orthogonalize import (
 )
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.wrappers.masking import multi_transform
+from gradtx.wrappers.matrix_view import check_kernel_layout, matrix_shape, matrix_view
 
 # -- declarations of Muon's fixed arguments -----------------------------------------------------
 
@@ -155,7 +156,8 @@ def muon(
     by name). Its shape factor reads a kernel as ``(fan_in, fan_out)``,
     :math:`\sqrt{\max(1, \text{fan\_out}/\text{fan\_in})}` (``consistent_rms=0.2`` for
     Moonshot's), torch's reads ``(A, B)`` as it is. Optax also orthogonalises higher-rank
-    leaves (``muon_weight_dimension_numbers``) and has other preconditionings and coefficient
+    leaves along chosen axes (``muon_weight_dimension_numbers``; gradtx: convolution kernels
+    through :func:`gradtx.matrix_view`) and has other preconditionings and coefficient
     presets; gradtx has torch's arguments only.
 
     Example:
@@ -248,10 +250,12 @@ def muon_with_adamw(
     adamw_eps: float | jax.Array = 1e-8,
     adamw_weight_decay: float | jax.Array = 1e-2,
     muon_leaves: Callable[[Any, jax.Array], bool] | None = None,
+    conv_kernels: str | None = None,
 ) -> GradientTransformation:
     r"""The usual way to train a whole network with Muon: :func:`muon` on the hidden matrices,
     :func:`gradtx.adamw` on everything else (embeddings, output heads, biases, norm scales,
-    scalars, convolution kernels).
+    scalars, and convolution kernels unless ``conv_kernels`` says how to see them as
+    matrices).
 
     It is ``multi_transform({"muon": muon(...), "adamw": adamw(...)}, labels)``, with a
     leaf labelled ``"muon"`` when ``muon_leaves(path, leaf)`` is True. In torch terms, two
@@ -278,7 +282,14 @@ def muon_with_adamw(
             :func:`is_hidden_matrix`, matrices whose path names contain none of
             ``NON_MUON_NAMES``; pass your own when your model names its embedding or its
             output layer otherwise. A leaf it selects that is not a matrix raises
-            ``ValueError`` naming its path.
+            ``ValueError`` naming its path (a kernel of three or more dimensions is a matrix
+            with ``conv_kernels``).
+        conv_kernels: None (kernels of three or more dimensions go to AdamW), ``"torch"`` or
+            ``"flax"``: Muon trains them too, each seen as a matrix with its output channels
+            on one side, as :func:`gradtx.matrix_view` with that ``layout`` (torch's
+            ``(out, in, kh, kw)`` as ``(out, in·kh·kw)``, Keller Jordan's recipe; Flax's
+            ``(kh, kw, in, out)`` as ``(kh·kw·in, out)``). The default split then also takes
+            kernels whose path names are not in ``NON_MUON_NAMES``.
 
     Hyperparameters are read and set per group: ``gx.get_hyperparam(state,
     "muon/learning_rate")``, ``"adamw/learning_rate"``. Bad arguments raise naming the
@@ -311,12 +322,24 @@ def muon_with_adamw(
         raise TypeError(
             f"`muon_leaves` must be a function (path, leaf) -> bool or None, got {muon_leaves!r}."
         )
-    predicate = is_hidden_matrix if muon_leaves is None else muon_leaves
+    if conv_kernels is not None:
+        conv_kernels = check_kernel_layout("conv_kernels", conv_kernels)
+    if muon_leaves is not None:
+        predicate = muon_leaves
+    elif conv_kernels is None:
+        predicate = is_hidden_matrix
+    else:
+        def predicate(path, leaf) -> bool:
+            return jnp.ndim(leaf) >= 2 and is_hidden_matrix(
+                path, jax.ShapeDtypeStruct(matrix_shape(jnp.shape(leaf), conv_kernels),
+                                           jnp.result_type(leaf)))
     hidden = muon(
         learning_rate=learning_rate, weight_decay=weight_decay, momentum=momentum,
         nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
         adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype,
     )
+    if conv_kernels is not None:
+        hidden = matrix_view(hidden, conv_kernels)
     rest = adamw(
         learning_rate=adamw_learning_rate, b1=adamw_b1, b2=adamw_b2, eps=adamw_eps,
         weight_decay=adamw_weight_decay,
