@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 
 import jax
@@ -68,13 +69,11 @@ def seconds(params, make_opt=lambda: gx.muon(0.02),
     return t1 - t0, t2 - t1, statistics.median(times[1:])
 
 
-def main(repeats: int = 2) -> None:
-    params = transformer_matrices()
-    print(f"Muon step, {len(params)} matrices of 3 shapes (d={D}, {LAYERS} layers), "
-          f"median of {repeats}:")
+def contenders() -> tuple:
+    """(label, context, optimizer factory) of each contender."""
     import optax  # a benchmark reference only
 
-    contenders = (
+    return (
         ("gradtx per leaf (NS in bfloat16, torch's)", contextlib.nullcontext,
          lambda: gx.muon(0.02)),
         ("gradtx stacked by shape (bfloat16)", stacked_by_shape, lambda: gx.muon(0.02)),
@@ -83,13 +82,48 @@ def main(repeats: int = 2) -> None:
         ("optax.contrib.muon (float32)", contextlib.nullcontext,
          lambda: optax.contrib.muon(0.02)),
     )
-    for label, context, make_opt in contenders:
+
+
+def measure(quick: bool) -> tuple[dict, list[tuple[str, float, float, float]]]:
+    """The tree's description and, per contender, (label, trace+lower s, compile s, step s),
+    medians over fresh compilations (2; 1 with ``quick``, on a 2-layer d=32 tree)."""
+    layers, d, repeats = (2, 32, 1) if quick else (LAYERS, D, 2)
+    params = transformer_matrices(layers, d)
+    rows = []
+    for label, context, make_opt in contenders():
         with context():
             runs = [seconds(params, make_opt) for _ in range(repeats)]
-        lower, compile_, step = (statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"  {label:42s} trace+lower {lower:5.2f} s   compile {compile_:5.2f} s   "
-              f"step {step * 1e3:7.1f} ms")
+        rows.append((label, *(statistics.median(r[i] for r in runs) for i in range(3))))
+    return {"matrices": len(params), "layers": layers, "d": d, "repeats": repeats}, rows
+
+
+def render(tree: dict, rows, quick: bool) -> str:
+    """The Markdown section "Muon: compile and step time"."""
+    optax_step = rows[-1][3]
+    table = ["| Muon step | trace + lower (s) | compile (s) | step (ms) | step × Optax's |",
+             "|---|---|---|---|---|"]
+    table += [f"| {label} | {lower:.2f} | {compile_:.2f} | {step * 1e3:.1f} | "
+              f"{step / optax_step:.2f} |" for label, lower, compile_, step in rows]
+    return "\n".join([
+        "## Muon: compile and step time",
+        "",
+        f"A jitted Muon step (donating parameters and state) on the hidden matrices of a "
+        f"{tree['layers']}-layer decoder, d = {tree['d']} ({tree['matrices']} matrices of 3 "
+        f"shapes: q, k, v, o and the MLP's), medians over {tree['repeats']} fresh "
+        "compilations; the step is the median of 5. Optax's `contrib.muon` runs Newton–Schulz "
+        "in the update's dtype (float32 here): compare it with `ns_dtype=None`. Command: "
+        "`python -m benchmarks.muon_compile`.",
+        "",
+        "\n".join(table),
+        "",
+        *(["*Quick run (2 layers, d = 32).*", ""] if quick else []),
+    ])
+
+
+def run(quick: bool) -> str:
+    """The section, for ``python -m benchmarks`` (an optional section)."""
+    return render(*measure(quick), quick)
 
 
 if __name__ == "__main__":
-    main()
+    print(run(quick="--quick" in sys.argv[1:]))

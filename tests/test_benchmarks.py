@@ -125,6 +125,13 @@ def compile_table(report: str) -> dict[tuple[str, str], dict[str, float | None]]
     return table
 
 
+def assert_ratio_matches(ratio: float, ms: str, base_ms: str) -> None:
+    """A printed ratio is the two printed times' quotient, up to their rounding (4 significant
+    digits each, 2 decimals for the ratio); a ratio that prints as 0.00 is a real reading."""
+    expected = float(ms) / float(base_ms)
+    assert abs(ratio - expected) <= 0.005 + 2e-3 * expected, (ratio, ms, base_ms)
+
+
 def eager_table(report: str) -> dict[tuple[str, str], list[str]]:
     """(optimizer, contender) -> the eager table row's remaining cells."""
     rows = table_rows(section(report, "## Eager step time"))[1:]
@@ -169,7 +176,8 @@ def test_every_optimizer_and_contender_has_a_time(report):
             if c == BASELINE:
                 assert vs == "baseline"
             else:
-                assert vs.startswith(f"{c}/gradtx = ") and ratio_of(vs) > 0
+                assert vs.startswith(f"{c}/gradtx = ")
+                assert_ratio_matches(ratio_of(vs), ms, rows[(o, BASELINE)][0])
     # Only torch fused (where torch has no fused class) and the jax.ffi kernels (Adam only)
     # have gaps.
     gaps = {c.name for c in CONTENDERS for o in OPTIMIZERS if not has(c.name, o)}
@@ -250,7 +258,7 @@ def test_every_eager_row_is_present(report):
         if c == "optax":
             assert vs == "baseline"
         else:
-            assert eager_ratio_of(vs, c) > 0
+            assert_ratio_matches(eager_ratio_of(vs, c), ms, rows[(o, "optax")][2])
     # Every first call compiles: the caches were cleared just before it.
     assert all(int(cells[1]) > 0 for cells in rows.values())
 
@@ -491,3 +499,19 @@ def test_ffi_fused_adam_on_a_large_leaf_equals_gradtx():
     assert not np.array_equal(got["w"], params["w"])
     for name, mine in (("mu", state.mu), ("nu", state.nu)):
         np.testing.assert_allclose(mine["w"], gx.tree_get(ref_state, name)["w"], rtol=1e-6)
+
+
+def test_muon_section_times_every_contender_against_optax():
+    """The optional Muon section (quick): a row per contender, Optax's last at 1.00, numbers
+    that are times."""
+    from benchmarks import muon_compile
+
+    text = muon_compile.run(quick=True)
+    assert text.startswith("## Muon: compile and step time\n")
+    rows = table_rows(section(text, "## Muon: compile and step time"))
+    labels = [label for label, *_ in muon_compile.contenders()]
+    assert [r[0] for r in rows[1:]] == labels  # rows[0] is the header
+    assert "benchmarks.muon_compile" in cli.OPTIONAL_SECTIONS
+    for row in rows[1:]:
+        assert all(float(x) > 0 for x in row[1:4])
+    assert rows[-1][4] == "1.00"

@@ -170,6 +170,13 @@ def test_muon_step_moves_matrix_pieces_no_larger_than_a_parameter(results, mesh)
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_soap_step_gathers_split_leaves(results, mesh):
+    """SOAP contracts each leaf along every dimension and decomposes whole statistics: a split
+    leaf is gathered."""
+    assert "all-gather" in communication(results["meshes"][mesh]["soap"])
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
 def test_lbfgs_step_gathers_its_flat_vector(results, mesh):
     """torch's flat layout: the leaves are gathered into one vector and the step is split back;
     the sharded run still equals the single-device one (test_sharded_runs_equal_...)."""
