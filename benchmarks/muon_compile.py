@@ -1,13 +1,12 @@
 """Compile and step time of Muon's jitted step on a transformer-shaped tree of matrices, with
-one Newton–Schulz per leaf (what ``gx.muon`` does), with the matrices of one shape stacked
-into one vmapped Newton–Schulz (``gx.map_by_shape``), and Optax's ``contrib.muon`` (which runs
-Newton–Schulz in the update's dtype: compare it with ``ns_dtype=None``), in one process. Run:
-``python -m benchmarks.muon_compile``.
+one Newton–Schulz per leaf (``gx.muon``'s default), with the matrices of one shape stacked
+into one vmapped Newton–Schulz (``gx.muon(..., batch_by_shape=True)``), and Optax's
+``contrib.muon`` (which runs Newton–Schulz in the update's dtype: compare it with
+``ns_dtype=None``), in one process. Run: ``python -m benchmarks.muon_compile``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import time
@@ -16,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 import gradtx as gx
-from gradtx.transforms import orthogonalize
+from benchmarks import formatting as fmt
 
 LAYERS, D = 24, 256
 
@@ -30,17 +29,6 @@ def transformer_matrices(layers: int = LAYERS, d: int = D) -> dict[str, jax.Arra
         params[f"layer_{i:02d}/w_up"] = jnp.zeros((d, 4 * d), jnp.float32)
         params[f"layer_{i:02d}/w_down"] = jnp.zeros((4 * d, d), jnp.float32)
     return params
-
-
-@contextlib.contextmanager
-def stacked_by_shape():
-    """Muon with its per-matrix steps mapped by gx.map_by_shape instead of leaf by leaf."""
-    original = orthogonalize.map_matrices
-    orthogonalize.map_matrices = gx.map_by_shape
-    try:
-        yield
-    finally:
-        orthogonalize.map_matrices = original
 
 
 def seconds(params, make_opt=lambda: gx.muon(0.02),
@@ -70,17 +58,14 @@ def seconds(params, make_opt=lambda: gx.muon(0.02),
 
 
 def contenders() -> tuple:
-    """(label, context, optimizer factory) of each contender."""
+    """(label, optimizer factory) of each contender."""
     import optax  # a benchmark reference only
 
     return (
-        ("gradtx per leaf (NS in bfloat16, torch's)", contextlib.nullcontext,
-         lambda: gx.muon(0.02)),
-        ("gradtx stacked by shape (bfloat16)", stacked_by_shape, lambda: gx.muon(0.02)),
-        ("gradtx per leaf, ns_dtype=None (float32)", contextlib.nullcontext,
-         lambda: gx.muon(0.02, ns_dtype=None)),
-        ("optax.contrib.muon (float32)", contextlib.nullcontext,
-         lambda: optax.contrib.muon(0.02)),
+        ("gradtx per leaf (NS in bfloat16, torch's)", lambda: gx.muon(0.02)),
+        ("gradtx batch_by_shape=True (bfloat16)", lambda: gx.muon(0.02, batch_by_shape=True)),
+        ("gradtx per leaf, ns_dtype=None (float32)", lambda: gx.muon(0.02, ns_dtype=None)),
+        ("optax.contrib.muon (float32)", lambda: optax.contrib.muon(0.02)),
     )
 
 
@@ -90,9 +75,8 @@ def measure(quick: bool) -> tuple[dict, list[tuple[str, float, float, float]]]:
     layers, d, repeats = (2, 32, 1) if quick else (LAYERS, D, 2)
     params = transformer_matrices(layers, d)
     rows = []
-    for label, context, make_opt in contenders():
-        with context():
-            runs = [seconds(params, make_opt) for _ in range(repeats)]
+    for label, make_opt in contenders():
+        runs = [seconds(params, make_opt) for _ in range(repeats)]
         rows.append((label, *(statistics.median(r[i] for r in runs) for i in range(3))))
     return {"matrices": len(params), "layers": layers, "d": d, "repeats": repeats}, rows
 
@@ -102,8 +86,8 @@ def render(tree: dict, rows, quick: bool) -> str:
     optax_step = rows[-1][3]
     table = ["| Muon step | trace + lower (s) | compile (s) | step (ms) | step × Optax's |",
              "|---|---|---|---|---|"]
-    table += [f"| {label} | {lower:.2f} | {compile_:.2f} | {step * 1e3:.1f} | "
-              f"{step / optax_step:.2f} |" for label, lower, compile_, step in rows]
+    table += [f"| {label} | {lower:.2f} | {compile_:.2f} | {fmt.ms(step)} | "
+              f"{fmt.ratio(step / optax_step)} |" for label, lower, compile_, step in rows]
     return "\n".join([
         "## Muon: compile and step time",
         "",

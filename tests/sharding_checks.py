@@ -249,6 +249,10 @@ BUILDERS: dict[str, Callable[[], gx.GradientTransformation]] = {
 BUILDERS["soap"] = lambda: gx.soap(**{**next(i for i in OPTIMIZERS if i.name == "soap").example,
                                     "eps": 0.1})
 PARAMS_LIKE = {info.name: info.params_like for info in OPTIMIZERS}
+# Muon with one Newton-Schulz per shape: "w" and "v" (one shape, sharded differently) stacked.
+BUILDERS["muon_batched"] = lambda: gx.muon(
+    **next(i for i in OPTIMIZERS if i.name == "muon").example, batch_by_shape=True)
+PARAMS_LIKE["muon_batched"] = PARAMS_LIKE["muon"]
 BUILDERS["sgd_plain"] = lambda: gx.sgd(0.1)
 BUILDERS["clip+sgd_plain"] = lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.sgd(0.1))
 BUILDERS["clip+adam"] = lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-3))

@@ -512,6 +512,8 @@ def test_muon_section_times_every_contender_against_optax():
     labels = [label for label, *_ in muon_compile.contenders()]
     assert [r[0] for r in rows[1:]] == labels  # rows[0] is the header
     assert "benchmarks.muon_compile" in cli.OPTIONAL_SECTIONS
+    optax_ms = rows[-1][3]
     for row in rows[1:]:
         assert all(float(x) > 0 for x in row[1:4])
-    assert rows[-1][4] == "1.00"
+        assert_ratio_matches(float(row[4].removesuffix("×")), row[3], optax_ms)
+    assert rows[-1][4] == "1.00×"

@@ -3,7 +3,8 @@ matrices (two of one shape), with all-zero gradient steps,
 tiny (1e-9) and huge (1e4) entries and whole steps scaled by 1e4 and 1e-12 (the latter below
 ``eps``, so the norm's floor is exercised): across a grid of every argument, jitted (numeric
 hyperparameters traced under vmap, steps under lax.scan) and eager (vmap without jit); the
-momentum buffer equals torch's at every step. Also:
+momentum buffer equals torch's at every step, with ``batch_by_shape`` both ways (one
+Newton–Schulz per shape or per matrix). Also:
 non-matrix leaves refused by path, bad arguments refused by name, and the Muon + AdamW recipe.
 
 Two references. torch's Muon always runs Newton–Schulz in bfloat16 (``grad.bfloat16()``),
@@ -93,17 +94,19 @@ NUMERIC = {
 }
 # The fixed arguments: every value of each, in pairs, without the full product (each case is a
 # compilation).
+# batch_by_shape (not a torch argument) batches "a" and "d", the two (4, 3) matrices.
 STATIC_FLOAT64 = [
     {},
-    {"nesterov": False, "ns_steps": 1, "adjust_lr_fn": "original"},
-    {"adjust_lr_fn": "match_rms_adamw", "ns_coefficients": OTHER_COEFFICIENTS},
+    {"nesterov": False, "ns_steps": 1, "adjust_lr_fn": "original", "batch_by_shape": True},
+    {"adjust_lr_fn": "match_rms_adamw", "ns_coefficients": OTHER_COEFFICIENTS,
+     "batch_by_shape": True},
     {"nesterov": False, "ns_steps": 1, "adjust_lr_fn": "match_rms_adamw",
      "ns_coefficients": OTHER_COEFFICIENTS},
 ]
 STATIC_BFLOAT16 = [
     {},
     {"nesterov": False, "ns_steps": 1, "adjust_lr_fn": "match_rms_adamw",
-     "ns_coefficients": OTHER_COEFFICIENTS},
+     "ns_coefficients": OTHER_COEFFICIENTS, "batch_by_shape": True},
 ]
 
 
@@ -124,7 +127,7 @@ def _newton_schulz_in_float64(torch):
 
 def _torch_kwargs(kwargs):
     full = {**DEFAULTS, **kwargs}
-    out = {k: v for k, v in full.items() if k != "learning_rate"}
+    out = {k: v for k, v in full.items() if k not in ("learning_rate", "batch_by_shape")}
     out["lr"] = full["learning_rate"]
     return out
 
@@ -325,6 +328,32 @@ def test_newton_schulz_matches_torchs_on_its_own():
         assert got_bf16.dtype == got_f64.dtype == jnp.float64
         np.testing.assert_array_equal(np.asarray(got_bf16), want_bf16, err_msg=str(m.shape))
         np.testing.assert_allclose(np.asarray(got_f64), want_f64, rtol=1e-12, atol=1e-15)
+
+
+def _loops(jaxpr) -> int:
+    """The loops (``scan``: ``fori_loop`` with a fixed trip count, or ``while``) in a printed
+    jaxpr, sub-jaxprs included: one per Newton–Schulz run."""
+    text = str(jaxpr)
+    return text.count("scan[") + text.count("while[")
+
+
+def test_batch_by_shape_runs_one_iteration_per_shape():
+    """Three (8, 4) matrices and a (4, 8): four Newton–Schulz loops leaf by leaf, two batched
+    (the step's output is checked against torch by the grid above)."""
+    tree = {"a": jnp.ones((8, 4)), "b": jnp.ones((8, 4)), "c": jnp.ones((8, 4)),
+            "d": jnp.ones((4, 8))}
+    loops = {}
+    for batch in (False, True):
+        opt = muon(0.02, batch_by_shape=batch)
+        loops[batch] = _loops(jax.make_jaxpr(opt.update)(tree, opt.init(tree), tree))
+    assert loops == {False: 4, True: 2}
+    # The recipe passes it on (its AdamW half has no loop).
+    tree = {**tree, "bias": jnp.ones(4)}
+    for batch, expected in ((False, 4), (True, 2)):
+        opt = muon_with_adamw(0.02, batch_by_shape=batch)
+        assert _loops(jax.make_jaxpr(opt.update)(tree, opt.init(tree), tree)) == expected
+    with pytest.raises(TypeError, match="batch_by_shape"):
+        muon_with_adamw(0.02, batch_by_shape="yes")
 
 
 def test_newton_schulz_orthogonalises():

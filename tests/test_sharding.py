@@ -77,6 +77,13 @@ def vector_like(result_type: str) -> bool:
                for dims in re.findall(r"\w+\[([^\]]*)\]", result_type))
 
 
+def largest_array(found: dict[str, list[str]]) -> int:
+    """The element count of the largest array any collective in ``found`` carries."""
+    return max(int(np.prod([int(d) for d in dims.split(",") if d]))
+               for types in found.values() for t in types
+               for dims in re.findall(r"\w+\[([^\]]*)\]", t))
+
+
 def communication(entry: dict) -> dict[str, list[str]]:
     return {kind: types for kind, types in entry["collectives"].items() if types}
 
@@ -163,10 +170,19 @@ def test_muon_step_moves_matrix_pieces_no_larger_than_a_parameter(results, mesh)
     partial products summed; no collective carries more than the largest parameter (16 x 8)."""
     found = communication(results["meshes"][mesh]["muon"])
     assert found and set(found) <= {"all-reduce", "all-gather", "collective-permute"}
-    sizes = [int(np.prod([int(d) for d in dims.split(",") if d]))
-             for types in found.values() for t in types
-             for dims in re.findall(r"\w+\[([^\]]*)\]", t)]
-    assert max(sizes) <= 16 * 8
+    assert largest_array(found) <= 16 * 8
+
+
+@pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
+def test_muon_batched_by_shape_adds_a_relayout_of_the_stack(results, mesh):
+    """batch_by_shape stacks "w" and "v" (one shape, split along different axes): an all-to-all
+    brings them to one layout and no collective carries more than the stack of the two."""
+    found = communication(results["meshes"][mesh]["muon_batched"])
+    assert "all-to-all" in found and "all-to-all" not in communication(
+        results["meshes"][mesh]["muon"])
+    assert set(found) <= {"all-reduce", "all-gather", "collective-permute", "all-to-all"}
+    assert largest_array(found) <= 2 * 16 * 8
+    assert results["meshes"][mesh]["muon_batched"]["relative_difference"] <= TOLERANCE
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])

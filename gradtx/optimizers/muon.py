@@ -76,6 +76,7 @@ _NOT_A_MATRIX_HINT = (
     ns_steps=NS_STEPS,
     adjust_lr_fn=ADJUST_LR_FN,
     ns_dtype=STATE_DTYPE,
+    batch_by_shape=SWITCH,
 )
 def muon(
     learning_rate: ScalarOrSchedule = 1e-3,
@@ -87,6 +88,7 @@ def muon(
     ns_steps: int = 5,
     adjust_lr_fn: str | None = None,
     ns_dtype: DTypeLike | None = jnp.bfloat16,
+    batch_by_shape: bool = False,
 ) -> GradientTransformation:
     r"""Muon (Jordan et al., 2024), momentum orthogonalised by Newton–Schulz, equal step for
     step to ``torch.optim.Muon``. For the hidden matrices of a network: every leaf must be a
@@ -108,7 +110,7 @@ def muon(
     applies :math:`\theta(1-\eta\lambda)` before the orthogonalised step).
 
     Chain: ``scale_by_muon_momentum(μ, nesterov) →
-    orthogonalize_by_newton_schulz((a, b, c), ε, k, dtype=ns_dtype) →
+    orthogonalize_by_newton_schulz((a, b, c), ε, k, dtype=ns_dtype, batch_by_shape) →
     adjust_muon_learning_rate(adjust_lr_fn) → [add_decayed_weights(λ)] →
     scale_by_learning_rate(η)``, behind a check that every leaf is a matrix.
 
@@ -127,6 +129,11 @@ def muon(
             dtype, so :math:`O_t` has bfloat16 precision (about 3 significant digits) even for
             float32 or float64 parameters. None runs it in the parameters' dtype (more exact,
             and slower on accelerators). Not a torch argument.
+        batch_by_shape: run one batched Newton–Schulz per distinct matrix shape (the
+            matrices of one shape stacked and vmapped, :func:`gradtx.map_by_shape`) instead of
+            one per matrix: the same step, traced once per shape, and fewer, larger kernels on
+            accelerators. Off by default: on XLA:CPU it compiled slower and stepped no faster
+            (BENCHMARKS.md, "Muon: compile and step time"). Not a torch argument.
 
     A leaf that is not a matrix (``ndim != 2``: a bias, a norm's scale, a scalar, a
     convolution kernel) raises ``ValueError`` naming its path, at ``init`` and ``update``, as
@@ -175,7 +182,8 @@ def muon(
     return optimizer_chain(
         _ortho.matrices_only("muon", _NOT_A_MATRIX_HINT),
         scale_by_muon_momentum(momentum, nesterov),
-        orthogonalize_by_newton_schulz(ns_coefficients, eps, ns_steps, dtype=ns_dtype),
+        orthogonalize_by_newton_schulz(ns_coefficients, eps, ns_steps, dtype=ns_dtype,
+                                       batch_by_shape=batch_by_shape),
         adjust_muon_learning_rate(adjust_lr_fn),
         weight_decay_if(weight_decay),
         scale_by_learning_rate(learning_rate),
@@ -243,6 +251,7 @@ def muon_with_adamw(
     ns_steps: int = 5,
     adjust_lr_fn: str | None = None,
     ns_dtype: DTypeLike | None = jnp.bfloat16,
+    batch_by_shape: bool = False,
     *,
     adamw_learning_rate: ScalarOrSchedule = 1e-3,
     adamw_b1: float | jax.Array = 0.9,
@@ -266,7 +275,7 @@ def muon_with_adamw(
         torch.optim.AdamW(rest, lr=adamw_learning_rate, betas=(adamw_b1, adamw_b2),
                           eps=adamw_eps, weight_decay=adamw_weight_decay)
 
-    Muon's arguments (``learning_rate`` to ``ns_dtype``) are those of :func:`muon`, with the
+    Muon's arguments (``learning_rate`` to ``batch_by_shape``) are those of :func:`muon`, with the
     same defaults (torch's). With ``adjust_lr_fn="match_rms_adamw"`` the two learning rates may
     be equal (Liu et al., 2025).
 
@@ -336,7 +345,7 @@ def muon_with_adamw(
     hidden = muon(
         learning_rate=learning_rate, weight_decay=weight_decay, momentum=momentum,
         nesterov=nesterov, ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
-        adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype,
+        adjust_lr_fn=adjust_lr_fn, ns_dtype=ns_dtype, batch_by_shape=batch_by_shape,
     )
     if conv_kernels is not None:
         hidden = matrix_view(hidden, conv_kernels)

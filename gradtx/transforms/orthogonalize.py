@@ -114,17 +114,15 @@ def check_matrices(tree: PyTree, who: str, hint: str = "") -> None:
             )
 
 
-# How the per-matrix steps map over the tree: leaf by leaf. gx.map_by_shape (one vmapped call
-# per shape) measured slower on XLA:CPU, to compile and to run (benchmarks/muon_compile.py).
-map_matrices = jax.tree_util.tree_map
-
-
 def _per_matrix(
-    who: str, fn: Callable[[jax.Array], jax.Array] | None = None, hint: str = ""
+    who: str, fn: Callable[[jax.Array], jax.Array] | None = None, hint: str = "",
+    batch_by_shape: bool = False,
 ) -> GradientTransformation:
     """A stateless transformation that refuses any leaf that is not a matrix (at ``init`` and
     ``update``, naming its path, ``who`` and ``hint``) and maps ``fn`` over the update
-    matrices (passes them through when ``fn`` is None)."""
+    matrices (passes them through when ``fn`` is None): leaf by leaf, or with
+    ``batch_by_shape`` one vmapped call per shape and dtype (``gradtx.map_by_shape``)."""
+    map_matrices = _tree.map_by_shape if batch_by_shape else jax.tree_util.tree_map
 
     def init(params):
         check_matrices(params, who, hint)
@@ -242,6 +240,7 @@ def orthogonalize_by_newton_schulz(
     ns_steps: int = 5,
     *,
     dtype: Any = jnp.bfloat16,
+    batch_by_shape: bool = False,
 ) -> GradientTransformation:
     r"""Replaces every update matrix :math:`U` by :math:`\mathrm{NS}^{(a,b,c)}_k(U;\ \epsilon)`,
     its orthogonalisation by ``ns_steps`` = :math:`k` quintic Newton–Schulz steps
@@ -255,6 +254,11 @@ def orthogonalize_by_newton_schulz(
         ns_steps: :math:`k \in [1, 99]`.
         dtype: the dtype the iteration runs in: ``jnp.bfloat16`` as torch, or None for each
             update's own dtype (see ``newton_schulz``). The output keeps the update's dtype.
+        batch_by_shape: stack the matrices of one shape and dtype and run one batched
+            (``jax.vmap``) iteration per shape (``gradtx.map_by_shape``) instead of one per
+            leaf: the same numbers, traced once per shape, and on accelerators fewer, larger
+            kernels. False (the default) runs leaf by leaf, which measured faster to compile
+            and no slower to run on XLA:CPU (``python -m benchmarks.muon_compile``).
 
     Every leaf must be a real matrix (2-D): ``init`` and ``update`` raise ``ValueError``
     naming the path of any other.
@@ -272,9 +276,11 @@ def orthogonalize_by_newton_schulz(
     steps = check_ns_steps("ns_steps", ns_steps)
     validation.check_non_negative("eps", eps)
     dtype = validation.check_state_dtype("dtype", dtype)
+    validation.check_bool("batch_by_shape", batch_by_shape)
     return _per_matrix(
         "orthogonalize_by_newton_schulz",
         lambda u: newton_schulz(u, coefficients, live.read(eps), steps, dtype=dtype),
+        batch_by_shape=batch_by_shape,
     )
 
 
