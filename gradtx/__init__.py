@@ -37,6 +37,7 @@ from gradtx.multi_tensor import (
 )
 from gradtx.named_state import tree_get, tree_set
 from gradtx.optimizers import (
+    acprop,
     adabelief,
     adadelta,
     adafactor,
@@ -45,19 +46,32 @@ from gradtx.optimizers import (
     adam,
     adamax,
     adamw,
+    adan,
     ademamix,
     adopt,
     asgd,
+    cocob,
     dadapt_adamw,
+    dog,
+    dowg,
     is_hidden_matrix,
     lamb,
     lars,
     lbfgs,
     lion,
+    madgrad,
     mars,
+    momo,
+    momo_adam,
     muon,
     muon_with_adamw,
     nadam,
+    noisy_sgd,
+    novograd,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    polyak_sgd,
     prodigy,
     radam,
     relative_step_size,
@@ -68,6 +82,8 @@ from gradtx.optimizers import (
     schedule_free_sgd,
     sgd,
     sign_sgd,
+    simplified_ademamix,
+    sm3,
     soap,
     sparse_adam,
     yogi,
@@ -91,11 +107,14 @@ from gradtx.schedules import (
     warmup_cosine_decay_schedule,
 )
 from gradtx.torch_state_dict import from_torch_state_dict, to_torch_state_dict
+from gradtx.transforms.acprop import scale_by_acprop
 from gradtx.transforms.adam_scalings import (
     AdemamixState,
     AdoptState,
     BeliefState,
+    NesterovFirstMomentState,
     RectificationState,
+    nesterov_first_moment,
     radam_rectification,
     scale_by_adam,
     scale_by_adamax,
@@ -105,6 +124,7 @@ from gradtx.transforms.adam_scalings import (
     scale_by_radam,
     scale_by_yogi,
 )
+from gradtx.transforms.adan import ScaleByAdanState, scale_by_adan
 from gradtx.transforms.averaged_sgd import (
     AsgdLearningRateState,
     PolyakAverageState,
@@ -124,6 +144,7 @@ from gradtx.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
+from gradtx.transforms.madgrad import MadgradState, scale_by_madgrad
 from gradtx.transforms.mars import MarsState, scale_by_mars
 from gradtx.transforms.moments import (
     CountState,
@@ -147,11 +168,35 @@ from gradtx.transforms.momentum import (
     nadam_momentum,
     scale_by_momentum,
 )
+from gradtx.transforms.noise import AddNoiseState, add_noise
+from gradtx.transforms.normalization import centralize, normalize, normalize_by_update_norm
+from gradtx.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradtx.transforms.optimistic import (
+    ScaleByOptimisticGradientState,
+    scale_by_optimistic_gradient,
+)
 from gradtx.transforms.orthogonalize import (
     MuonMomentumState,
     adjust_muon_learning_rate,
     orthogonalize_by_newton_schulz,
     scale_by_muon_momentum,
+)
+from gradtx.transforms.parameter_free import (
+    ScaleByCocobState,
+    ScaleByDistanceOverGradientsState,
+    ScaleByDogState,
+    ScaleByDowgState,
+    scale_by_cocob,
+    scale_by_distance_over_gradients,
+    scale_by_dog,
+    scale_by_dowg,
+)
+from gradtx.transforms.polyak import (
+    MomoAdamState,
+    MomoState,
+    scale_by_momo,
+    scale_by_momo_adam,
+    scale_by_polyak,
 )
 from gradtx.transforms.root_scaling import (
     PastUpdateRmsState,
@@ -164,6 +209,11 @@ from gradtx.transforms.rprop import RpropState, scale_by_rprop
 from gradtx.transforms.scaling import ScheduleState, scale, scale_by_learning_rate
 from gradtx.transforms.schedule_free import ScheduleFreeState, scale_by_schedule_free
 from gradtx.transforms.sign import scale_by_lion, scale_by_sign
+from gradtx.transforms.simplified_ademamix import (
+    ScaleBySimplifiedAdEMAMixState,
+    scale_by_simplified_ademamix,
+)
+from gradtx.transforms.sm3 import ScaleBySM3State, scale_by_sm3
 from gradtx.transforms.soap import SoapState, scale_by_soap
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
@@ -181,6 +231,7 @@ from gradtx.wrappers.masking import (
     set_to_zero,
 )
 from gradtx.wrappers.matrix_view import matrix_view
+from gradtx.wrappers.mechanize import MechanizeState, mechanize
 from gradtx.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.wrappers.quantized import QuantizedArray, QuantizedState, quantize_state, state_nbytes
 from gradtx.wrappers.sam import SAMState, sam
@@ -188,6 +239,57 @@ from gradtx.wrappers.sam import SAMState, sam
 __version__ = "0.1.0"
 
 __all__ = [
+    "NesterovFirstMomentState",
+    "nesterov_first_moment",
+    "acprop",
+    "adan",
+    "madgrad",
+    "noisy_sgd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "cocob",
+    "dog",
+    "dowg",
+    "momo",
+    "momo_adam",
+    "polyak_sgd",
+    "simplified_ademamix",
+    "sm3",
+    "scale_by_acprop",
+    "ScaleByAdanState",
+    "scale_by_adan",
+    "MadgradState",
+    "scale_by_madgrad",
+    "AddNoiseState",
+    "add_noise",
+    "centralize",
+    "normalize",
+    "normalize_by_update_norm",
+    "ScaleByNovogradState",
+    "scale_by_novograd",
+    "ScaleByOptimisticGradientState",
+    "scale_by_optimistic_gradient",
+    "ScaleByCocobState",
+    "ScaleByDistanceOverGradientsState",
+    "ScaleByDogState",
+    "ScaleByDowgState",
+    "scale_by_cocob",
+    "scale_by_distance_over_gradients",
+    "scale_by_dog",
+    "scale_by_dowg",
+    "MomoAdamState",
+    "MomoState",
+    "scale_by_momo",
+    "scale_by_momo_adam",
+    "scale_by_polyak",
+    "ScaleBySimplifiedAdEMAMixState",
+    "scale_by_simplified_ademamix",
+    "ScaleBySM3State",
+    "scale_by_sm3",
+    "MechanizeState",
+    "mechanize",
     "accumulate_gradients",
     "AccumulationState",
     "adabelief",

@@ -130,7 +130,7 @@ def _torch_names(info) -> dict[str, str]:
     takes as one tuple maps both members to the tuple's key."""
     names = {}
     for name in info.declarations:
-        if name.endswith("_dtype"):
+        if name.endswith("_dtype") or name in info.gradtx_only:
             continue
         names[name] = info.torch_names.get(name, name)
     for torch_name, pair in info.tuples.items():

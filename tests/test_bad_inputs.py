@@ -243,7 +243,7 @@ def test_nested_mismatches_name_the_nested_path(info, multi, jit):
 FLAT_STATE = {"lbfgs"}
 # A per-parameter state, but a step that reads sums over all the leaves (D-Adaptation's
 # estimate of d): a non-finite entry reaches every leaf's step through it, as in the references.
-TREE_WIDE_STEP = {"prodigy", "dadapt_adamw"}
+TREE_WIDE_STEP = {"prodigy", "dadapt_adamw", "dog", "dowg", "mechanize_sgd"}
 
 
 @MODES
@@ -306,7 +306,8 @@ def test_a_gradient_of_another_kind_names_the_path(info, multi, kind, jit):
         _update_fn(opt, jit)(bad, state, params)
 
 
-WRAPPERS = {"lookahead_sgd", "param_average_adam"}  # they refuse a call without params
+# They refuse a call without params.
+WRAPPERS = {"lookahead_sgd", "param_average_adam", "mechanize_sgd"}
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
@@ -448,7 +449,8 @@ def test_non_finite_gradients_propagate_by_default(info, multi, bad_value):
 
 
 @pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("name", sorted(FLAT_STATE | TREE_WIDE_STEP))
+@pytest.mark.parametrize("name", sorted(n for n in FLAT_STATE | TREE_WIDE_STEP
+                                          if registry.get(n).torch_class is not None))
 def test_non_finite_gradients_in_a_flat_step_match_torch(name, bad_value, torch_float64):
     """L-BFGS steps along one direction over all parameters, and Prodigy and D-Adapt AdamW
     with one step size estimated from all of them, so a non-finite entry reaches the other
@@ -559,7 +561,8 @@ def _complex_configs(info):
 
 # These refuse complex parameters (torch's SparseAdam, Adafactor and Muon do too, and so do
 # pytorch-optimizer's AdEMAMix and SOAP).
-REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam", "muon", "ademamix", "soap")
+REAL_ONLY = ("adafactor", "adafactor_torch", "sparse_adam", "muon", "ademamix", "soap", "adan",
+             "madgrad", "sm3", "acprop", "simplified_ademamix")
 # References that take a complex entry whole where gradtx, like torch.optim, steps a complex
 # parameter as two real ones: lion-pytorch's sign is sgn(z) = z/|z|, gradtx's the sign of the
 # real and of the imaginary part; schedulefree's AdamW squares g as g·g, not |g|². Checked as

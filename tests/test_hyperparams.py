@@ -16,7 +16,8 @@ BY_NAME = {"ids": lambda info: info.name}
 # Where torch's learning rate acts later than the next step: Rprop uses it only as the initial
 # step size, ASGD's new rate applies from the step after; Schedule-Free's y still moves toward
 # its average z at learning rate 0 (the interpolation weight comes from the largest rate so far).
-LEARNING_RATE_LATER = {"rprop", "asgd", "schedule_free_sgd", "schedule_free_adamw"}
+LEARNING_RATE_LATER = {"rprop", "asgd", "schedule_free_sgd", "schedule_free_adamw", "madgrad",
+                       "mechanize_sgd"}
 PARAMS = helpers.make_params()
 GRADS = helpers.make_gradients(PARAMS, steps=40)
 

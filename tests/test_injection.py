@@ -207,7 +207,7 @@ def test_every_numeric_hyperparameter_may_be_a_schedule(info):
     """A schedule that returns the value it replaces gives the same trajectory, and
     get_hyperparam reads the value used at the latest step."""
     names, kwargs = _live_arguments(info)
-    defaults = registry._defaults(info.factory)
+    defaults = {**registry._defaults(info.factory), **info.fixed}  # fixed: required ones
     reference, _ = _run(info.build(**kwargs), steps=4, like=info.params_like)
     for name in names:
         value = kwargs.get(name, defaults[name])

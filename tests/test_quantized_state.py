@@ -423,7 +423,9 @@ REGISTRY_PARAMS = {"w": f32((2000,), 10), "m": f32((4, 5), 11), "s": f32((), 12)
 # Their state holds a copy of the parameters from init on (Schedule-Free's z, Prodigy's p0),
 # which 8 bits cannot hold exactly, so even the first step differs from the unquantized one:
 # the case the module's docs warn about (quantize statistics, not copies of the parameters).
-PARAMETER_COPIES = {"schedule_free_sgd", "schedule_free_adamw", "prodigy"}
+# Their state holds a copy of the starting parameters (or particles), which quantizing moves.
+PARAMETER_COPIES = {"schedule_free_sgd", "schedule_free_adamw", "prodigy", "madgrad", "cocob",
+                    "dog", "dowg"}
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, ids=lambda info: info.name)

@@ -30,17 +30,22 @@ NAMES = [info.name for info in OPTIMIZERS]
 # These reduce over each whole leaf (trust ratios' norms, Adafactor's row and column means,
 # Muon's matrix products) or each row (SparseAdam's test of which rows are present); every other
 # registry entry works elementwise.
-FACTORED = ("adafactor", "adafactor_torch")
+FACTORED = ("adafactor", "adafactor_torch", "sm3")  # SM3: a statistic per index of each axis
 # L-BFGS keeps torch's layout: one flat vector over all parameters (its direction, history and
 # previous gradient), which a sharded step assembles from every leaf.
 FLAT_STATE = ("lbfgs",)
 # Prodigy and D-Adaptation estimate one step size from sums over every parameter: a sharded
 # step adds the all-reduce of those scalars.
-TREE_WIDE = ("prodigy", "dadapt_adamw")
+TREE_WIDE = ("prodigy", "dadapt_adamw", "dog", "dowg", "mechanize_sgd")
+# NovoGrad divides each leaf by the root of a moving average of its squared norm.
+PER_LEAF_NORM = ("novograd",)
+# Mechanic keeps vectors of num_betas entries (its r, m, v, s), one set for all leaves.
+OTHER_SHAPED = ("mechanize_sgd",)
 # SOAP keeps a d x d statistic and eigenbasis per dimension of each leaf (state of other shapes);
 # its step contracts the leaf along every dimension and decomposes whole matrices.
 PRECONDITIONED = ("soap",)
 LAYERWISE = ("lamb", "lars", "mars", *FACTORED, "sparse_adam", "muon", *FLAT_STATE, *TREE_WIDE,
+             *PER_LEAF_NORM,
              *PRECONDITIONED)
 ELEMENTWISE = [name for name in NAMES if name not in LAYERWISE]
 # Relative difference allowed between a sharded and a single-device run after 3 float32 steps:
@@ -115,7 +120,7 @@ def test_init_keeps_parameter_sharding(results, name, mesh, mode):
     assert report["mismatched"] == []
     # Only the Adafactors (their factored statistics) and SOAP (its per-dimension matrices)
     # keep non-scalar state of other shapes.
-    assert not report["other"] or name in FACTORED + PRECONDITIONED
+    assert not report["other"] or name in FACTORED + PRECONDITIONED + OTHER_SHAPED
 
 
 def test_both_axis_kinds_and_meshes_step_every_optimizer(results):
@@ -137,7 +142,7 @@ def test_elementwise_step_has_no_collectives(results, name, mesh):
 
 
 @pytest.mark.parametrize("mesh", ["data8/Auto", "data4_model2/Auto"])
-@pytest.mark.parametrize("name", ["lamb", "lars", "mars", *TREE_WIDE])
+@pytest.mark.parametrize("name", ["lamb", "lars", "mars", *TREE_WIDE, *PER_LEAF_NORM])
 def test_norm_and_sum_steps_all_reduce_scalars_only(results, name, mesh):
     """Trust ratios' norms, MARS's clipping norm and Prodigy's / D-Adaptation's sums: scalars
     cross devices, no parameter-sized array does."""

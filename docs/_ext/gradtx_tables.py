@@ -409,6 +409,8 @@ class TorchOnlyTable(SphinxDirective):
 GRADTX_ONLY = {
     "ns_dtype": "gradtx only: the dtype Newton–Schulz runs in. torch always runs it in "
                 "bfloat16, as the default does; `None` keeps the parameter's dtype.",
+    "batch_by_shape": "gradtx only: one batched Newton–Schulz per matrix shape instead of one "
+                      "per matrix (the same step).",
 }
 
 

@@ -204,7 +204,11 @@ OPTIMIZERS = {
         "`gx.adamw`",
         "Optax's `weight_decay` defaults to 1e-4, gradtx's to torch's 1e-2. For Optax's decay "
         "`mask`, chain `gx.add_decayed_weights(mask=...)` or use `gx.multi_transform` groups."),
-    "optax.adan": not_yet(),
+    "optax.adan": eq(
+        "`gx.adan`",
+        "Same update; default learning rate 1e-3 (Optax requires one); a mask function gets the "
+        "parameters; a bare bool mask and complex parameters are refused.",
+    ),
     "optax.amsgrad": eq(
         "`gx.adam(amsgrad=True)`",
         "torch's AMSGrad keeps the running max of the raw second moment, Optax's that of the "
@@ -238,14 +242,32 @@ OPTIMIZERS = {
         "`gx.nadam(decoupled_weight_decay=True)`",
         "torch's NAdamW, with the momentum schedule of `gx.nadam`: the steps differ from "
         "Optax's."),
-    "optax.noisy_sgd": not_yet("gradtx has no gradient-noise transformation "
-                               "(`optax.add_noise`)."),
-    "optax.novograd": not_yet(),
-    "optax.optimistic_adam": not_yet(),
-    "optax.optimistic_adam_v2": not_yet(),
-    "optax.optimistic_gradient_descent": not_yet(),
-    "optax.polyak_sgd": not_yet("It needs the loss value at each step "
-                                "(`optax.scale_by_polyak`)."),
+    "optax.noisy_sgd": eq(
+        "`gx.noisy_sgd`",
+        "Same noise bit for bit for the same key or seed; default learning rate 1e-3; complex "
+        "parameters refused.",
+    ),
+    "optax.novograd": eq(
+        "`gx.novograd`",
+        "Same update; default learning rate 1e-3; `weight_decay` may be a schedule.",
+    ),
+    "optax.optimistic_adam": eq(
+        "`gx.optimistic_adam`",
+        "Same update; no deprecation warning, and a learning-rate schedule is accepted (Optax "
+        "refuses one).",
+    ),
+    "optax.optimistic_adam_v2": eq(
+        "`gx.optimistic_adam_v2`",
+        "Same update, arguments and defaults.",
+    ),
+    "optax.optimistic_gradient_descent": eq(
+        "`gx.optimistic_gradient_descent`",
+        "Same; `alpha`/`beta` may also be schedules.",
+    ),
+    "optax.polyak_sgd": eq(
+        "`gx.polyak_sgd`",
+        "Same update, arguments and defaults; pass the loss as `update(..., value=loss)`.",
+    ),
     "optax.radam": eq(
         "`gx.radam`",
         "torch's RAdam: eps is added to the root of the uncorrected second moment and the "
@@ -271,7 +293,10 @@ OPTIMIZERS = {
         "`gx.sign_sgd(learning_rate, momentum=beta)`",
         "The same chain (uncorrected moving average, sign, learning rate); Optax's `beta` "
         "defaults to 0.9, gradtx's `momentum` to 0."),
-    "optax.sm3": not_yet(),
+    "optax.sm3": eq(
+        "`gx.sm3`",
+        "Same update; default learning rate 1e-2; scalar leaves work (Optax fails on them).",
+    ),
     "optax.yogi": eq(
         "`gx.yogi`",
         "The paper's Algorithm 2: first moment from 0 and no bias correction; Optax starts "
@@ -285,7 +310,10 @@ TRANSFORMS = {
         "The empty state under another name; `optax.adaptive_grad_clip` itself is not in "
         "gradtx yet."),
     "optax.AddDecayedWeightsState": EMPTY,
-    "optax.AddNoiseState": not_yet("(the state of `optax.add_noise`)"),
+    "optax.AddNoiseState": eq(
+        "`gx.AddNoiseState`",
+        "`count`, and `rng_key` as raw key data (`jax.random.wrap_key_data` gives the typed key).",
+    ),
     "optax.ApplyEvery": eq(
         "`gx.AccumulationState`",
         "`ApplyEvery` is the state of `optax.apply_every`; the gradtx form of that keeps an "
@@ -339,7 +367,10 @@ TRANSFORMS = {
         "`gx.FirstMomentState`, `gx.SecondMomentState` and `gx.CountState`",
         "The states of the pieces of `gx.scale_by_adam` (inside an optimizer, one count for "
         "all)."),
-    "optax.ScaleByAdanState": not_yet("(the state of `optax.scale_by_adan`)"),
+    "optax.ScaleByAdanState": eq(
+        "`gx.ScaleByAdanState`",
+        "Fields `m`, `v`, `n`, `g`; Optax's `t` is `count`.",
+    ),
     "optax.ScaleByAmsgradState": eq(
         "`gx.RunningMaxState`",
         "Beside the moment states of `gx.scale_by_adam(amsgrad=True)`."),
@@ -351,7 +382,10 @@ TRANSFORMS = {
     "optax.ScaleByLionState": eq(
         "`gx.FirstMomentState`",
         "`gx.scale_by_lion` keeps its moment `mu` and no count."),
-    "optax.ScaleByNovogradState": not_yet("(the state of `optax.scale_by_novograd`)"),
+    "optax.ScaleByNovogradState": eq(
+        "`gx.ScaleByNovogradState`",
+        "Same fields.",
+    ),
     "optax.ScaleByRStdDevState": eq(
         "`gx.SecondMomentState` and `gx.FirstMomentState`",
         "The state of `gx.scale_by_rms(centered=True)`."),
@@ -361,7 +395,10 @@ TRANSFORMS = {
         "Keeps the previous gradient (`prev`) and the step sizes; Optax keeps the previous "
         "step."),
     "optax.ScaleByRssState": eq("`gx.SumOfSquaresState`", "The state of `gx.scale_by_rss`."),
-    "optax.ScaleBySM3State": not_yet("(the state of `optax.scale_by_sm3`)"),
+    "optax.ScaleBySM3State": eq(
+        "`gx.ScaleBySM3State`",
+        "Same fields `mu` (per-axis vectors) and `nu`.",
+    ),
     "optax.ScaleByScheduleState": eq(
         "`gx.ScheduleState`",
         "The state of `gx.scale_by_learning_rate` with a schedule: the count."),
@@ -387,14 +424,20 @@ TRANSFORMS = {
     "optax.add_decayed_weights": eq(
         "`gx.add_decayed_weights`",
         "The same step, with a `mask` as in Optax."),
-    "optax.add_noise": not_yet(),
+    "optax.add_noise": eq(
+        "`gx.add_noise`",
+        "Same noise bit for bit.",
+    ),
     "optax.apply_every": eq(
         "`gx.accumulate_gradients(gx.scale(float(k)), every_k=k)`",
         "Placed where `optax.apply_every(k)` is, it emits the sum of the last `k` updates every "
         "`k` calls and zeros in between. To step an optimizer on the mean of `k` gradients, "
         "wrap the optimizer instead (`optax.MultiSteps`)."),
     "optax.apply_if_finite": eq("`gx.apply_if_finite`", "Same semantics and state fields."),
-    "optax.centralize": not_yet(),
+    "optax.centralize": eq(
+        "`gx.centralize`",
+        "Same.",
+    ),
     "optax.chain": eq(
         "`gx.chain`",
         "Passes extra arguments (`value=`) to every transformation that takes them, Optax's "
@@ -436,7 +479,10 @@ TRANSFORMS = {
     "optax.named_chain": not_yet(
         "`gx.chain`'s state is a tuple; `gx.get_hyperparam` and `gx.tree_get` find entries by "
         "name without labels."),
-    "optax.normalize_by_update_norm": not_yet(),
+    "optax.normalize_by_update_norm": eq(
+        "`gx.normalize_by_update_norm`",
+        "Same; the norm is summed in float32 or wider.",
+    ),
     "optax.partition": eq(
         "`gx.multi_transform`",
         "Each group's state is kept directly, without placeholders."),
@@ -451,16 +497,22 @@ TRANSFORMS = {
         "The two steps of `gx.adadelta`."),
     "optax.scale_by_adam": eq(
         "`gx.scale_by_adam`",
-        "Same scaling, with `amsgrad=True` for AMSGrad; Optax has `eps_root` and `nesterov`."),
+        "Same scaling, with Optax's `eps_root` and `nesterov` (keyword arguments) and "
+        "`amsgrad=True` for torch's AMSGrad."),
     "optax.scale_by_adamax": eq("`gx.scale_by_adamax`", "Same scaling."),
-    "optax.scale_by_adan": not_yet(),
+    "optax.scale_by_adan": eq(
+        "`gx.scale_by_adan`",
+        "Same scaling.",
+    ),
     "optax.scale_by_amsgrad": eq(
         "`gx.scale_by_adam(amsgrad=True)`",
         "The running max of the raw second moment (torch), not of the bias-corrected one."),
     "optax.scale_by_backtracking_linesearch": LINE_SEARCH,
     "optax.scale_by_belief": eq("`gx.scale_by_belief`", "Same scaling; Optax has `nesterov`."),
-    "optax.scale_by_distance_over_gradients": not_yet(
-        "(DoG; see also `optax.contrib.dog`)"),
+    "optax.scale_by_distance_over_gradients": eq(
+        "`gx.scale_by_distance_over_gradients`",
+        "Layer-wise DoG; a 0-d leaf's update stays 0-d (Optax: shape (1,)).",
+    ),
     "optax.scale_by_factored_rms": eq(
         "`gx.scale_by_factored_rms`",
         "Factors every leaf of two or more dimensions over its last two axes (Optax: only "
@@ -475,12 +527,21 @@ TRANSFORMS = {
     "optax.scale_by_lion": eq(
         "`gx.scale_by_lion`",
         "Optax's default `mode=\"hard\"`; gradtx has no `\"smooth\"` or `\"refined\"` mode."),
-    "optax.scale_by_novograd": not_yet(),
-    "optax.scale_by_optimistic_gradient": not_yet(),
+    "optax.scale_by_novograd": eq(
+        "`gx.scale_by_novograd`",
+        "Same scaling; with a narrower `mu_dtype` the output is the unrounded moment.",
+    ),
+    "optax.scale_by_optimistic_gradient": eq(
+        "`gx.scale_by_optimistic_gradient`",
+        "Same; Optax's `is_initial_step` is `count == 0`.",
+    ),
     "optax.scale_by_param_block_norm": not_yet(
         "gradtx has the RMS form, `gx.scale_by_param_block_rms`."),
     "optax.scale_by_param_block_rms": eq("`gx.scale_by_param_block_rms`", "Same step."),
-    "optax.scale_by_polyak": not_yet(),
+    "optax.scale_by_polyak": eq(
+        "`gx.scale_by_polyak`",
+        "Same; takes `value=`.",
+    ),
     "optax.scale_by_radam": eq(
         "`gx.scale_by_radam`",
         "torch's eps placement and threshold (see `optax.radam`)."),
@@ -499,7 +560,10 @@ TRANSFORMS = {
         "`gx.scale_by_learning_rate(step_size_fn, flip_sign=False)`",
         "The schedule's value multiplies the updates, sign unchanged."),
     "optax.scale_by_sign": eq("`gx.scale_by_sign`", "Same step."),
-    "optax.scale_by_sm3": not_yet(),
+    "optax.scale_by_sm3": eq(
+        "`gx.scale_by_sm3`",
+        "Same; a scalar leaf is a vector of one entry.",
+    ),
     "optax.scale_by_stddev": eq(
         "`gx.scale_by_rms(decay, eps, centered=True, eps_in_sqrt=True)`",
         "Centered RMSProp's scaling, eps inside the root as Optax's; no `initial_scale` or "
@@ -785,21 +849,42 @@ OTHER = {
 _DP = "(differentially private SGD: per-example clipping and noise)"
 
 CONTRIB = {
-    "optax.contrib.COCOBState": not_yet("(the state of `optax.contrib.cocob`)"),
+    "optax.contrib.COCOBState": eq(
+        "`gx.ScaleByCocobState`",
+        "The same fields.",
+    ),
     "optax.contrib.DAdaptAdamWState": eq(
         "`gx.DAdaptAdamState`",
         "Fields `mu`, `nu`, `s`, `d`, `numerator`, `k`, `count` (Optax: `exp_avg`, "
         "`exp_avg_sq`, `grad_sum`, `estim_lr`, `numerator_weighted`, `count`)."),
     "optax.contrib.DifferentiallyPrivateAggregateState": not_yet(_DP),
-    "optax.contrib.DoGState": not_yet("(the state of `optax.contrib.dog`)"),
-    "optax.contrib.DoWGState": not_yet("(the state of `optax.contrib.dowg`)"),
+    "optax.contrib.DoGState": eq(
+        "`gx.ScaleByDogState`",
+        "The same fields (`gx.scale_by_dog` is the scaling, private in Optax).",
+    ),
+    "optax.contrib.DoWGState": eq(
+        "`gx.ScaleByDowgState`",
+        "The same fields (`gx.scale_by_dowg` is the scaling, private in Optax).",
+    ),
     "optax.contrib.GaLoreDimensionNumbers": not_yet("(an argument of `optax.contrib.galore`)"),
     "optax.contrib.GaLoreState": not_yet("(the state of `optax.contrib.galore`)"),
     "optax.contrib.HutchinsonState": not_yet("(a piece of `optax.contrib.sophia`)"),
-    "optax.contrib.MadgradState": not_yet("(the state of `optax.contrib.madgrad`)"),
-    "optax.contrib.MechanicState": not_yet("(the state of `optax.contrib.mechanize`)"),
-    "optax.contrib.MomoAdamState": not_yet("(the state of `optax.contrib.momo_adam`)"),
-    "optax.contrib.MomoState": not_yet("(the state of `optax.contrib.momo`)"),
+    "optax.contrib.MadgradState": eq(
+        "`gx.MadgradState`",
+        "Same fields.",
+    ),
+    "optax.contrib.MechanicState": eq(
+        "`gx.MechanizeState`",
+        "The same fields: `base_optimizer_state`, `count`, `r`, `m`, `v`, `s`, `x0`.",
+    ),
+    "optax.contrib.MomoAdamState": eq(
+        "`gx.MomoAdamState`",
+        "Same fields.",
+    ),
+    "optax.contrib.MomoState": eq(
+        "`gx.MomoState`",
+        "Same fields; `count` is the optimizer's one count inside an optimizer.",
+    ),
     "optax.contrib.MuonDimensionNumbers": not_yet(
         "Kernels go to Muon with their output channels first or last and every other axis "
         "merged into the other side (`gx.matrix_view(gx.muon(...), layout)`, or "
@@ -810,8 +895,7 @@ CONTRIB = {
         "The momentum buffer only; Optax's also holds a count and the coefficients."),
     "optax.contrib.NormalizeState": eq(
         "`gx.EmptyState`",
-        "The empty state under another name; `optax.contrib.normalize` itself is not in "
-        "gradtx yet."),
+        "The empty state under another name (`gx.normalize` keeps it)."),
     "optax.contrib.ProdigyState": eq(
         "`gx.ProdigyState`",
         "Fields `mu`, `nu`, `s`, `p0`, `d`, `d_max`, `numerator`, `k`, `count` (Optax: "
@@ -826,8 +910,10 @@ CONTRIB = {
     "optax.contrib.ScaleByAdemamixState": eq(
         "`gx.AdemamixState`",
         "`mu`, `nu`, `mu_slow`, `count` (Optax: `m1`, `nu`, `m2`, counts)."),
-    "optax.contrib.ScaleBySimplifiedAdEMAMixState": not_yet(
-        "(the state of `optax.contrib.simplified_ademamix`)"),
+    "optax.contrib.ScaleBySimplifiedAdEMAMixState": eq(
+        "`gx.ScaleBySimplifiedAdEMAMixState`",
+        "`m`, `n`, and `count` (Optax's `t`).",
+    ),
     "optax.contrib.ScheduleFreeState": eq(
         "`gx.ScheduleFreeState`",
         "`z`, `weight_sum`, `lr_max`, `interpolation`, `count`; no base optimizer state "
@@ -835,7 +921,11 @@ CONTRIB = {
     "optax.contrib.SophiaState": not_yet("(the state of `optax.contrib.sophia`)"),
     "optax.contrib.SplitRealAndImaginaryState": none(
         "Not needed: see `optax.contrib.split_real_and_imaginary`."),
-    "optax.contrib.acprop": not_yet(),
+    "optax.contrib.acprop": eq(
+        "`gx.acprop`",
+        "Same update; default learning rate 1e-3; a mask function gets the parameters; complex "
+        "parameters refused.",
+    ),
     "optax.contrib.ademamix": eq(
         "`gx.ademamix`",
         "The warm-ups of alpha and beta3 over one horizon `t_alpha_beta3` (Optax: two "
@@ -844,30 +934,55 @@ CONTRIB = {
         "`gx.adopt`",
         "`clip_value_fn` is called with the step number from 1 (Optax: from 0); gradtx adds "
         "weight decay, Optax has `nesterov`."),
-    "optax.contrib.cocob": not_yet(),
+    "optax.contrib.cocob": eq(
+        "`gx.cocob`",
+        "Same update, arguments and defaults; `eps` must be > 0.",
+    ),
     "optax.contrib.dadapt_adamw": eq(
         "`gx.dadapt_adamw`",
         "Optax always bias-corrects (gradtx: `use_bias_correction=True`) and has no "
         "`growth_rate`; gradtx skips the step of a first all-zero gradient, where Optax's "
         "estimate becomes NaN."),
     "optax.contrib.differentially_private_aggregate": not_yet(_DP),
-    "optax.contrib.dog": not_yet(),
-    "optax.contrib.dowg": not_yet(),
+    "optax.contrib.dog": eq(
+        "`gx.dog`",
+        "Same update, arguments and defaults; `init_step` is fixed at build time.",
+    ),
+    "optax.contrib.dowg": eq(
+        "`gx.dowg`",
+        "Same update, arguments and defaults.",
+    ),
     "optax.contrib.dpsgd": not_yet(_DP),
     "optax.contrib.galore": not_yet(),
     "optax.contrib.hutchinson_estimator_diag_hessian": not_yet(
         "(a piece of `optax.contrib.sophia`)"),
-    "optax.contrib.madgrad": not_yet(),
-    "optax.contrib.mechanize": not_yet(),
-    "optax.contrib.momo": not_yet(),
-    "optax.contrib.momo_adam": not_yet(),
+    "optax.contrib.madgrad": eq(
+        "`gx.madgrad`",
+        "Same steps as Optax given an array learning rate; with a Python number Optax computes "
+        "(η+ε)√(k+1) in float32 (about 1e-6 of the distance travelled, in float64). Default "
+        "learning rate 1e-2.",
+    ),
+    "optax.contrib.mechanize": eq(
+        "`gx.mechanize`",
+        "Same update, arguments and defaults.",
+    ),
+    "optax.contrib.momo": eq(
+        "`gx.momo`",
+        "Same update, arguments and defaults; `value=loss`.",
+    ),
+    "optax.contrib.momo_adam": eq(
+        "`gx.momo_adam`",
+        "Same update, arguments and defaults; `value=loss`.",
+    ),
     "optax.contrib.muon": eq(
         "`gx.muon_with_adamw`",
         "Like Optax's `muon`, it trains the other leaves with AdamW (`gx.muon` takes "
         "matrices only), and also splits by name (embeddings, heads). torch's Muon: momentum "
         "not bias-corrected, eps a floor on the norm, torch's shape factor (see `gx.muon`)."),
-    "optax.contrib.normalize": not_yet(
-        "(division of the updates by their global norm, `gx.global_norm`)"),
+    "optax.contrib.normalize": eq(
+        "`gx.normalize`",
+        "Same, NaN on all-zero updates included.",
+    ),
     "optax.contrib.prodigy": eq(
         "`gx.prodigy`",
         "Optax always bias-corrects (gradtx: `use_bias_correction=True`) and has no "
@@ -881,22 +996,34 @@ CONTRIB = {
         "Optax's arguments, and `adv_optimizer` may be left out for the built-in ascent "
         "(`rho`, `adaptive` for ASAM, `eps`). Given one, the parameters move as Optax's in "
         "both modes, to rounding; with `sync_period=1` every call is a plain step."),
-    "optax.contrib.scale_by_acprop": not_yet(),
+    "optax.contrib.scale_by_acprop": eq(
+        "`gx.scale_by_acprop`",
+        "Same; its state is `gx.BeliefState` (`mu`, `nu`, `count`).",
+    ),
     "optax.contrib.scale_by_ademamix": eq(
         "`gx.scale_by_ademamix`",
         "The warm-ups over one horizon `t_alpha_beta3` (Optax: two schedules)."),
     "optax.contrib.scale_by_adopt": eq(
         "`gx.scale_by_adopt`",
         "`clip_value_fn` is called with the step number from 1 (Optax: from 0)."),
-    "optax.contrib.scale_by_cocob": not_yet(),
+    "optax.contrib.scale_by_cocob": eq(
+        "`gx.scale_by_cocob`",
+        "Same step.",
+    ),
     "optax.contrib.scale_by_galore": not_yet(),
-    "optax.contrib.scale_by_madgrad": not_yet(),
+    "optax.contrib.scale_by_madgrad": eq(
+        "`gx.scale_by_madgrad`",
+        "Same step, typed as Optax's.",
+    ),
     "optax.contrib.scale_by_muon": eq(
         "`gx.chain(gx.scale_by_muon_momentum(), gx.orthogonalize_by_newton_schulz(), "
         "gx.adjust_muon_learning_rate())`",
         "torch's Muon pieces (momentum not bias-corrected, eps a floor on the norm, torch's "
         "shape factor), for matrices only."),
-    "optax.contrib.scale_by_simplified_ademamix": not_yet(),
+    "optax.contrib.scale_by_simplified_ademamix": eq(
+        "`gx.scale_by_simplified_ademamix`",
+        "Same.",
+    ),
     "optax.contrib.schedule_free": eq(
         "`gx.chain(base, gx.scale_by_schedule_free(learning_rate, b1))`",
         "With `base` the base optimizer's steps without their learning rate: gradtx's "
@@ -913,7 +1040,11 @@ CONTRIB = {
         "`gx.schedule_free_sgd`",
         "The authors' `schedulefree` package step for step; Optax calls `momentum` `b1`, has "
         "no `r` and applies its warm-up one step later."),
-    "optax.contrib.simplified_ademamix": not_yet(),
+    "optax.contrib.simplified_ademamix": eq(
+        "`gx.simplified_ademamix`",
+        "Same update; default learning rate 1e-5; a mask function gets the parameters; complex "
+        "parameters refused.",
+    ),
     "optax.contrib.sophia": not_yet(),
     "optax.contrib.split_real_and_imaginary": none(
         "Not needed in gradtx's optimizers: they step a complex leaf as its real and "

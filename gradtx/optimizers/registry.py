@@ -21,30 +21,44 @@ from gradtx.hyperparams.declarations import (
     CLOSED_UNIT_INTERVAL,
     NON_NEGATIVE,
     PERIOD,
+    POSITIVE,
     Hyperparam,
 )
 from gradtx.optimizers._common import LEARNING_RATE, optimizer
+from gradtx.optimizers.acprop import acprop
 from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adafactor_torch import adafactor_torch
 from gradtx.optimizers.adagrad import adagrad
 from gradtx.optimizers.adam import adam, adamw, nadam
 from gradtx.optimizers.adam_variants import adabelief, adamax, ademamix, adopt, radam, yogi
+from gradtx.optimizers.adan import adan
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
+from gradtx.optimizers.madgrad import madgrad
 from gradtx.optimizers.mars import mars
 from gradtx.optimizers.muon import muon
+from gradtx.optimizers.novograd import novograd
+from gradtx.optimizers.optimistic import (
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+)
+from gradtx.optimizers.parameter_free import cocob, dog, dowg
 from gradtx.optimizers.rmsprop import adadelta, rmsprop
 from gradtx.optimizers.rprop import rprop
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.optimizers.sgd import sgd
 from gradtx.optimizers.sign import lion, sign_sgd
+from gradtx.optimizers.simplified_ademamix import simplified_ademamix
+from gradtx.optimizers.sm3 import sm3
 from gradtx.optimizers.soap import soap
 from gradtx.optimizers.sparse_adam import sparse_adam
 from gradtx.transforms.adam_scalings import _adopt_clip
 from gradtx.wrappers.averaging import with_param_average
 from gradtx.wrappers.lookahead import lookahead
+from gradtx.wrappers.mechanize import mechanize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +117,9 @@ class OptimizerInfo:
             they differ from ``TORCH_PAIRS`` (AdEMAMix's ``betas`` is ``(b1, b2, b3)``).
         first_moving_step: the step at which a non-zero gradient first moves the parameters
             (ADOPT's first step only fills its second moment: 2).
+        gradtx_only: arguments with no counterpart in the reference that choose how the step
+            is computed, not what it computes (Muon's ``batch_by_shape``): left out of the
+            reference's constructor (state dtypes, ``*_dtype``, always are).
         params_like: turns a test tree into one the optimizer accepts, keeping its structure,
             leaf names and values (Muon takes matrices only: every other leaf is reshaped
             into one by :func:`as_matrices`); by default the tree itself.
@@ -122,6 +139,7 @@ class OptimizerInfo:
     torch_state_kept: Callable[[str, tuple[int, ...]], bool] = lambda key, shape: True
     tolerance_note: str | None = None
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    gradtx_only: Sequence[str] = ()
     params_like: Callable[[Any], Any] = lambda tree: tree
     first_moving_step: int = 1
     grid_strength: int | None = None
@@ -179,7 +197,7 @@ class OptimizerInfo:
         tuples = self.tuples
         joined = {name for members in tuples.values() for name in members}
         for key, value in kwargs.items():
-            if key in joined or key.endswith("_dtype"):
+            if key in joined or key.endswith("_dtype") or key in self.gradtx_only:
                 continue
             out[self.torch_names.get(key, key)] = value
         for torch_name, members in tuples.items():
@@ -307,6 +325,33 @@ def param_average_adam(
 ) -> GradientTransformation:
     """:func:`gradtx.with_param_average` around Adam (a registry entry)."""
     return with_param_average(adam.__wrapped__(learning_rate), decay)
+
+
+@optimizer(
+    learning_rate=LEARNING_RATE,
+    momentum=NON_NEGATIVE.omitted_when_zero(),
+    weight_decay=NON_NEGATIVE,
+    eps=POSITIVE,
+    s_init=POSITIVE,
+    num_betas=PERIOD,
+)
+def mechanize_sgd(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-2,
+    eps: float = 1e-8,
+    s_init: float = 1e-6,
+    num_betas: int = 6,
+) -> GradientTransformation:
+    """:func:`gradtx.mechanize` around SGD with momentum (a registry entry)."""
+    return mechanize(sgd.__wrapped__(learning_rate, momentum=momentum), weight_decay, eps,
+                     s_init, num_betas)
+
+
+def _matrices_only(params):
+    """A weight-decay mask function: the leaves of two or more dimensions (a named function,
+    for readable test ids)."""
+    return jax.tree_util.tree_map(lambda p: jax.numpy.ndim(p) > 1, params)
 
 
 OPTIMIZERS: tuple[OptimizerInfo, ...] = (
@@ -587,6 +632,7 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
             "adjust_lr_fn": [None, "original", "match_rms_adamw"],
         },
         example={"learning_rate": 0.02},
+        gradtx_only=("batch_by_shape",),
         params_like=as_matrices,
     ),
     OptimizerInfo(
@@ -921,6 +967,195 @@ OPTIMIZERS: tuple[OptimizerInfo, ...] = (
         # An absolute step: with the paper's parameter scaling steps shrink with ||theta|| and
         # 500 steps reach only ~2e-3 of the start loss.
         example={"learning_rate": 0.01, "multiply_by_parameter_scale": False},
+    ),
+    # Optax's optimizers that neither torch.optim nor an authors' package has: each is checked
+    # step for step against Optax 0.2.8 in float64 by its own test file (tests/test_adan_
+    # novograd_madgrad.py, test_parameter_free.py, test_acprop_ademamix.py,
+    # test_sm3_noise_norms.py, test_optimistic.py). Left out of this table: polyak_sgd, momo
+    # and momo_adam (their update needs value=loss, which the generic matrix does not pass;
+    # tests/test_polyak_momo.py) and noisy_sgd (random by design).
+    OptimizerInfo(
+        name="adan",
+        factory=adan,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.98],
+            "b2": [0.0, 0.5, 0.92],
+            "b3": [0.0, 0.5, 0.99],
+            "eps": [1e-8, 0.1],
+            "eps_root": [0.0, 1e-8],
+            "weight_decay": [0.0, 0.1],
+            # None last: the generic tests build each argument's last value, and a mask makes
+            # the step unflattenable.
+            "mask": [_matrices_only, None],
+        },
+        example={"learning_rate": 0.05},
+    ),
+    OptimizerInfo(
+        name="novograd",
+        factory=novograd,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.25, 0.9],
+            "eps": [1e-6, 0.1],
+            "eps_root": [0.0, 1e-8],
+            "weight_decay": [0.0, 0.1],
+        },
+        example={"learning_rate": 0.01},
+    ),
+    OptimizerInfo(
+        name="madgrad",
+        factory=madgrad,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1, 1.0],
+            "momentum": [0.0, 0.5, 0.9],
+            "weight_decay": [0.0, 0.1],
+            "eps": [1e-6, 0.1],
+        },
+        example={"learning_rate": 0.1},
+    ),
+    OptimizerInfo(
+        name="cocob",
+        factory=cocob,
+        torch_class=None,
+        grid={
+            "learning_rate": [1.0, 0.05],
+            "alpha": [100.0, 10.0, 0.0],
+            "eps": [1e-8, 1e-3],
+            "weight_decay": [0.0, 0.1],
+        },
+        # eps 0.1: COCOB ignores the gradient's scale (and so nearly the learning rate) but
+        # for eps; with 1e-8 the derivative in the learning rate is 4e-16 against a finite
+        # difference of exactly 0.
+        example={"learning_rate": 1.0, "eps": 0.1},
+    ),
+    OptimizerInfo(
+        name="dog",
+        factory=dog,
+        torch_class=None,
+        # Not 1.0: with lr = 1 the first step moves exactly r_0 sqrt(G / (G + eps)), so the
+        # running max of the distance sits at its kink and finite differences in lr straddle it.
+        grid={
+            "learning_rate": [0.5, 0.8],
+            "init_step": [("heuristic", 1e-6), ("distance", 0.1), ("learning_rate", 0.01)],
+            "eps": [1e-8, 1e-4],
+            "weight_decay": [0.0, 0.01],
+        },
+        # The default ("heuristic", 1e-6) reaches 3.6e-4 of the start loss in 500 steps.
+        example={"learning_rate": 1.0, "init_step": ("distance", 0.1)},
+    ),
+    OptimizerInfo(
+        name="dowg",
+        factory=dowg,
+        torch_class=None,
+        grid={
+            "learning_rate": [0.5, 0.8],
+            "init_estim_sq_dist": [0.1, 1e-3],
+            "eps": [1e-4, 1e-8],
+            "weight_decay": [0.0, 0.01],
+        },
+        example={"learning_rate": 1.0},
+    ),
+    OptimizerInfo(
+        name="mechanize_sgd",
+        factory=mechanize_sgd,
+        torch_class=None,
+        grid={
+            "learning_rate": [0.01, 0.1],
+            "momentum": [0.0, 0.9],
+            "weight_decay": [0.0, 1e-2, 0.1],
+            "eps": [1e-8, 1e-4],
+            "s_init": [1e-6, 1e-3, 0.1],
+            "num_betas": [1, 6],
+        },
+        # With the default s_init 1e-6 the loss reaches 7e-3 of the start in 500 steps.
+        example={"learning_rate": 0.01, "momentum": 0.9, "s_init": 0.1},
+    ),
+    OptimizerInfo(
+        name="sm3",
+        factory=sm3,
+        torch_class=None,
+        grid={"learning_rate": [1e-3, 0.1, 1.0], "momentum": [0.0, 0.5, 0.9]},
+        example={"learning_rate": 0.1},
+    ),
+    OptimizerInfo(
+        name="acprop",
+        factory=acprop,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "b1": [0.0, 0.5, 0.9],
+            "b2": [0.0, 0.9, 0.999],
+            "eps": [0.0, 1e-16, 1e-3],
+            "eps_root": [0.0, 1e-16, 1e-3],
+            "weight_decay": [0.0, 0.1],
+        },
+        # eps = eps_root = 0: a first all-zero gradient divides 0 by 0 (Optax's NaN too).
+        constraint=lambda kw: kw.get("eps", 1e-16) > 0 or kw.get("eps_root", 1e-16) > 0,
+        example={"learning_rate": 0.01},
+    ),
+    OptimizerInfo(
+        name="simplified_ademamix",
+        factory=simplified_ademamix,
+        torch_class=None,
+        grid={
+            "learning_rate": [1e-4, 1e-2],
+            "b1": [0.0, 0.5, 0.99],
+            "b2": [0.0, 0.5, 0.95],
+            "alpha": [0.0, 1.0, 8.0],
+            "eps": [0.0, 1e-8, 1e-3],
+            "eps_root": [0.0, 1e-8, 1e-2],
+            "weight_decay": [0.0, 0.1],
+        },
+        constraint=lambda kw: kw.get("eps", 1e-8) > 0 or kw.get("eps_root", 0.0) > 0,
+        # b1 0.9: with the default 0.99 the loss falls to 1e-3 of the start in 500 steps.
+        example={"learning_rate": 1e-3, "b1": 0.9},
+    ),
+    OptimizerInfo(
+        name="optimistic_gradient_descent",
+        factory=optimistic_gradient_descent,
+        torch_class=None,
+        fixed={"learning_rate": 0.005},  # required, as in Optax
+        grid={"learning_rate": [1e-3, 0.1, 1.0], "alpha": [0.0, 0.5, 1.0],
+              "beta": [0.0, 1.0, 2.0]},
+        example={"learning_rate": 0.005},
+    ),
+    OptimizerInfo(
+        name="optimistic_adam",
+        factory=optimistic_adam,
+        torch_class=None,
+        fixed={"learning_rate": 0.03},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "optimism": [None, 0.0, 0.5],
+            "b1": [0.0, 0.9],
+            "b2": [0.0, 0.999],
+            "eps": [1e-8, 0.1],
+            "eps_root": [0.0, 1e-8],
+            "nesterov": [False, True],
+        },
+        example={"learning_rate": 0.03},
+    ),
+    OptimizerInfo(
+        name="optimistic_adam_v2",
+        factory=optimistic_adam_v2,
+        torch_class=None,
+        fixed={"learning_rate": 0.03},
+        grid={
+            "learning_rate": [1e-3, 0.1],
+            "alpha": [0.01, 1.0],
+            "beta": [0.0, 1.0],
+            "b1": [0.0, 0.9],
+            "b2": [0.0, 0.999],
+            "eps": [1e-8, 0.1],
+            "eps_root": [0.0, 1e-8],
+            "nesterov": [False, True],
+        },
+        example={"learning_rate": 0.03},
     ),
     OptimizerInfo(
         name="lookahead_sgd",

@@ -5,11 +5,11 @@ the same gradient (:func:`scale_by_adam`). Each relative changes that second sta
 way it divides:
 
 * Adamax divides by a decayed running max of :math:`|g|`
-  (:func:`~gradtx.transforms.moments.weighted_infinity_norm`).
+  (:func:`~gradtx.weighted_infinity_norm`).
 * RAdam multiplies by a *rectified* inverse root of the second moment, or by 1 while the
   variance of that root is not yet tractable (:func:`radam_rectification`).
 * Yogi divides by an additive second moment
-  (:func:`~gradtx.transforms.moments.yogi_second_moment`) and corrects no bias.
+  (:func:`~gradtx.yogi_second_moment`) and corrects no bias.
 * AdaBelief divides by the moving variance of :math:`g_t - m_t`; that needs the first moment
   inside the second, so it is the one fused transform here (:func:`scale_by_belief`).
 """
@@ -53,6 +53,8 @@ def scale_by_adam(
     eps: float | jax.Array = 1e-8,
     amsgrad: bool = False,
     *,
+    eps_root: float | jax.Array = 0.0,
+    nesterov: bool = False,
     mu_dtype=None,
     nu_dtype=None,
 ) -> GradientTransformation:
@@ -61,21 +63,76 @@ def scale_by_adam(
     .. math::
         \\hat m_t = \\frac{m_t}{1-\\beta_1^t}, \\qquad
         \\hat v_t = \\frac{v_t \\ \\text{or}\\ \\max_{i\\le t} v_i}{1-\\beta_2^t},
-        \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t} + \\epsilon}
+        \\qquad \\text{out}_t = \\frac{\\hat m_t}{\\sqrt{\\hat v_t + \\epsilon_{\\text{root}}}
+        + \\epsilon}
 
     AMSGrad takes the running max of the raw second moment and bias-corrects it afterwards, as
     torch does; ``optax.amsgrad`` takes the max of the bias-corrected moment instead.
-    :math:`m` is stored in ``mu_dtype``, :math:`v` (and its running max) in ``nu_dtype``
-    (default: the parameters' dtype).
+    ``eps_root`` (Optax's; 0, torch's, leaves it out) keeps the root's derivative finite at
+    :math:`\\hat v = 0`. ``nesterov=True`` replaces :math:`\\hat m_t` by Dozat's look-ahead
+    (:func:`nesterov_first_moment`), as ``optax.scale_by_adam(nesterov=True)``; with both, this
+    is ``optax.scale_by_adam`` with the same arguments. :math:`m` is stored in ``mu_dtype``,
+    :math:`v` (and its running max) in ``nu_dtype`` (default: the parameters' dtype).
     """
     _check_betas(b1, b2)
-    first = _corrected_first_moment(b1, mu_dtype)
+    validation.check_bool("nesterov", nesterov)
+    first = (nesterov_first_moment(b1, dtype=mu_dtype) if nesterov
+             else _corrected_first_moment(b1, mu_dtype))
     validation.check_bool("amsgrad", amsgrad)
     raw_second = moments.ema_of_squares(b2, dtype=nu_dtype)
     if amsgrad:
         raw_second = chain(raw_second, moments.running_max(dtype=nu_dtype))
     second = chain(raw_second, moments.bias_correction(b2))
-    return divide_by_root(first, second, eps=eps)
+    return divide_by_root(first, second, eps=eps, eps_root=eps_root)
+
+
+class NesterovFirstMomentState(NamedTuple):
+    """The state of :func:`nesterov_first_moment`: the moving average ``mu`` (:math:`m`) and
+    the number of updates seen (None inside an optimizer, which keeps one count for all its
+    transforms)."""
+
+    mu: PyTree
+    count: jax.Array | None
+
+
+def nesterov_first_moment(decay: float | jax.Array = 0.9, *, dtype=None) -> GradientTransformation:
+    r"""Adam's bias-corrected first moment with Dozat's Nesterov look-ahead (Dozat, 2016,
+    "Incorporating Nesterov Momentum into Adam"), as Optax's ``scale_by_adam(nesterov=True)``
+    computes it:
+
+    .. math::
+        m_t = \beta m_{t-1} + (1-\beta) u_t, \qquad
+        \text{out}_t = \beta\, \frac{m_t}{1-\beta^{t+1}} + (1-\beta)\, \frac{u_t}{1-\beta^t}
+
+    (Dozat's momentum schedule, torch's NAdam, is left out.) :math:`m` is stored in ``dtype``
+    (default: the parameters').
+    """
+    validation.check_unit_interval("decay", decay)
+    dtype = validation.check_state_dtype("dtype", dtype)
+
+    def init(params):
+        return NesterovFirstMomentState(
+            mu=_tree.full_like(params, 0.0, dtype), count=counting.init_count()
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        taken, count = counting.advance(state.count, "nesterov_first_moment")
+        t = counting.as_float(taken) + 1
+        beta = live.read(decay)
+        b = jnp.asarray(beta, t.dtype)
+        now, ahead = 1 - b**t, 1 - b ** (t + 1)
+
+        def leaf(u, m):
+            m = moments.ema_update(m, u, beta)
+            c = _tree.cast_like(beta, m)
+            out = c * (m / _tree.cast_like(ahead, m)) + (1 - c) * (u / _tree.cast_like(now, u))
+            return out, m
+
+        out, (mu,) = _tree.leafwise(leaf, updates, state.mu, name="nesterov_first_moment")
+        return out, NesterovFirstMomentState(mu=mu, count=count)
+
+    return flattenable(GradientTransformation(init, update))
 
 
 def scale_by_adamax(

@@ -20,13 +20,17 @@ def divide_by_root(
     *,
     eps: float | jax.Array,
     eps_in_sqrt: bool = False,
+    eps_root: float | jax.Array = 0.0,
 ) -> GradientTransformation:
     """Divides one statistic of the updates by the root of another, both of the *same* input:
 
     .. math::
-        \\text{out} = \\frac{n(u)}{\\sqrt{v(u)} + \\epsilon}
+        \\text{out} = \\frac{n(u)}{\\sqrt{v(u) + \\epsilon_{\\text{root}}} + \\epsilon}
         \\quad\\text{or, with } \\texttt{eps\\_in\\_sqrt}, \\quad
-        \\frac{n(u)}{\\sqrt{v(u) + \\epsilon}}
+        \\frac{n(u)}{\\sqrt{v(u) + \\epsilon_{\\text{root}} + \\epsilon}}
+
+    (``eps_root``, Optax's, keeps the root's derivative finite at :math:`v = 0`; a Python 0
+    leaves it out.)
 
     ``numerator`` and ``second_moment`` are any transformations; they run side by side through
     :func:`gradtx.parallel`. Adam's scaling is::
@@ -36,9 +40,13 @@ def divide_by_root(
     """
     validation.check_non_negative("eps", eps)
     validation.check_bool("eps_in_sqrt", eps_in_sqrt)
+    validation.check_non_negative("eps_root", eps_root)
+    with_root_eps = not validation.is_static_zero(eps_root)
 
     def divide(n, v):
         e = _tree.cast_like(eps, v)  # a live eps is read here
+        if with_root_eps:
+            v = v + _tree.cast_like(eps_root, v)
         return n / (jnp.sqrt(v + e) if eps_in_sqrt else jnp.sqrt(v) + e)
 
     return parallel(numerator, second_moment, combine=divide, elementwise=True)
