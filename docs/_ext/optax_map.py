@@ -953,7 +953,10 @@ CONTRIB = {
         "Same update, arguments and defaults.",
     ),
     "optax.contrib.dpsgd": not_yet(_DP),
-    "optax.contrib.galore": not_yet(),
+    "optax.contrib.galore": not_yet(
+        "It projects each matrix's gradient on a low-rank basis recomputed by SVD every few "
+        "steps and runs Adam there: planned with a reference (GaLore's authors' package) to "
+        "check against; use `gx.adamw` meanwhile."),
     "optax.contrib.hutchinson_estimator_diag_hessian": not_yet(
         "(a piece of `optax.contrib.sophia`)"),
     "optax.contrib.madgrad": eq(
@@ -1010,7 +1013,7 @@ CONTRIB = {
         "`gx.scale_by_cocob`",
         "Same step.",
     ),
-    "optax.contrib.scale_by_galore": not_yet(),
+    "optax.contrib.scale_by_galore": not_yet("(the scaling of `optax.contrib.galore`)"),
     "optax.contrib.scale_by_madgrad": eq(
         "`gx.scale_by_madgrad`",
         "Same step, typed as Optax's.",
@@ -1045,7 +1048,10 @@ CONTRIB = {
         "Same update; default learning rate 1e-5; a mask function gets the parameters; complex "
         "parameters refused.",
     ),
-    "optax.contrib.sophia": not_yet(),
+    "optax.contrib.sophia": not_yet(
+        "Its Hessian estimate needs the objective function at every step (Optax passes "
+        "`obj_fn` to `update` and draws Hutchinson probes); gradtx's `update` takes such "
+        "arguments (`gx.sam` does), but Sophia is not ported yet."),
     "optax.contrib.split_real_and_imaginary": none(
         "Not needed in gradtx's optimizers: they step a complex leaf as its real and "
         "imaginary parts already (a few refuse complex leaves). There is no such wrapper for "
