@@ -131,6 +131,7 @@ from gradtx.transforms.averaged_sgd import (
     polyak_average,
     scale_by_asgd_learning_rate,
 )
+from gradtx.transforms.block_norm import scale_by_param_block_norm
 from gradtx.transforms.clipping import clip, clip_by_block_rms, clip_by_global_norm, global_norm
 from gradtx.transforms.d_adaptation import (
     DAdaptAdamState,
@@ -171,6 +172,7 @@ from gradtx.transforms.momentum import (
 from gradtx.transforms.noise import AddNoiseState, add_noise
 from gradtx.transforms.normalization import centralize, normalize, normalize_by_update_norm
 from gradtx.transforms.novograd import ScaleByNovogradState, scale_by_novograd
+from gradtx.transforms.numerics import ZeroNansState, keep_params_nonnegative, zero_nans
 from gradtx.transforms.optimistic import (
     ScaleByOptimisticGradientState,
     scale_by_optimistic_gradient,
@@ -191,6 +193,7 @@ from gradtx.transforms.parameter_free import (
     scale_by_dog,
     scale_by_dowg,
 )
+from gradtx.transforms.periodic import periodic_update
 from gradtx.transforms.polyak import (
     MomoAdamState,
     MomoState,
@@ -217,9 +220,16 @@ from gradtx.transforms.sm3 import ScaleBySM3State, scale_by_sm3
 from gradtx.transforms.soap import SoapState, scale_by_soap
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
+from gradtx.transforms.unitwise_clipping import adaptive_grad_clip, unitwise_clip, unitwise_norm
 from gradtx.tree import map_by_shape
 from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
+from gradtx.wrappers.conditional import (
+    ConditionallyMaskState,
+    ConditionallyTransformState,
+    conditionally_mask,
+    conditionally_transform,
+)
 from gradtx.wrappers.finite import ApplyIfFiniteState, apply_if_finite
 from gradtx.wrappers.lookahead import LookaheadState, lookahead
 from gradtx.wrappers.masking import (
@@ -232,6 +242,14 @@ from gradtx.wrappers.masking import (
 )
 from gradtx.wrappers.matrix_view import matrix_view
 from gradtx.wrappers.mechanize import MechanizeState, mechanize
+from gradtx.wrappers.monitoring import (
+    MeasureWithEmaState,
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
+)
 from gradtx.wrappers.plateau import ReduceOnPlateauState, reduce_on_plateau
 from gradtx.wrappers.quantized import QuantizedArray, QuantizedState, quantize_state, state_nbytes
 from gradtx.wrappers.sam import SAMState, sam
@@ -239,6 +257,24 @@ from gradtx.wrappers.sam import SAMState, sam
 __version__ = "0.1.0"
 
 __all__ = [
+    "ZeroNansState",
+    "keep_params_nonnegative",
+    "zero_nans",
+    "adaptive_grad_clip",
+    "unitwise_clip",
+    "unitwise_norm",
+    "scale_by_param_block_norm",
+    "periodic_update",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
+    "conditionally_mask",
+    "conditionally_transform",
+    "MeasureWithEmaState",
+    "MonitorState",
+    "SnapshotState",
+    "measure_with_ema",
+    "monitor",
+    "snapshot",
     "NesterovFirstMomentState",
     "nesterov_first_moment",
     "acprop",

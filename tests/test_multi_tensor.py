@@ -111,7 +111,9 @@ def test_the_flattenable_entries_are_the_elementwise_ones():
     assert names == {"sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "nadam", "adamax",
                      "radam", "adabelief", "yogi", "rprop", "asgd", "lion", "sign_sgd",
                      "lookahead_sgd", "param_average_adam", "adopt", "ademamix",
-                     "schedule_free_sgd", "schedule_free_adamw", "adan", "madgrad", "cocob"}
+                     "schedule_free_sgd", "schedule_free_adamw", "adan", "madgrad", "cocob",
+                     "acprop", "simplified_ademamix", "optimistic_gradient_descent",
+                     "optimistic_adam", "optimistic_adam_v2"}
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])

@@ -363,7 +363,7 @@ def test_every_optimizer_docstring_lists_its_state_names():
     from gradtx.optimizers.registry import OPTIMIZERS
 
     for info in OPTIMIZERS:
-        if info.name in ("lookahead_sgd", "param_average_adam"):  # registry-only examples
+        if info.name in ("lookahead_sgd", "param_average_adam", "mechanize_sgd"):  # registry-only
             continue
         names = set()
         for kwargs in (info.example, {k: v[-1] for k, v in info.grid.items()}):

@@ -307,8 +307,7 @@ TRANSFORMS = {
     # States of transformations
     "optax.AdaptiveGradClipState": eq(
         "`gx.EmptyState`",
-        "The empty state under another name; `optax.adaptive_grad_clip` itself is not in "
-        "gradtx yet."),
+        "The empty state under another name (`gx.adaptive_grad_clip` keeps it)."),
     "optax.AddDecayedWeightsState": EMPTY,
     "optax.AddNoiseState": eq(
         "`gx.AddNoiseState`",
@@ -321,9 +320,14 @@ TRANSFORMS = {
     "optax.ApplyIfFiniteState": eq("`gx.ApplyIfFiniteState`", "Same fields."),
     "optax.ClipByGlobalNormState": EMPTY,
     "optax.ClipState": EMPTY,
-    "optax.ConditionallyMaskState": not_yet("(the state of `optax.conditionally_mask`)"),
-    "optax.ConditionallyTransformState": not_yet(
-        "(the state of `optax.conditionally_transform`)"),
+    "optax.ConditionallyMaskState": eq(
+        "`gx.ConditionallyMaskState`",
+        "Same fields, same order.",
+    ),
+    "optax.ConditionallyTransformState": eq(
+        "`gx.ConditionallyTransformState`",
+        "Same fields, same order.",
+    ),
     "optax.EmptyState": eq("`gx.EmptyState`", "Same: the state of a transformation that keeps "
                            "none."),
     "optax.EmaState": eq(
@@ -346,7 +350,10 @@ TRANSFORMS = {
         "placeholder class."),
     "optax.MaskedState": eq("`gx.MaskedState`", "Same field (`inner_state`), without "
                             "`optax.MaskedNode` placeholders."),
-    "optax.MonitorState": not_yet("(the state of `optax.monitor`)"),
+    "optax.MonitorState": eq(
+        "`gx.MonitorState`",
+        "Same fields.",
+    ),
     "optax.MultiStepsState": eq(
         "`gx.AccumulationState`",
         "`micro_step`, `grad_sum`, `inner_state`, `emitted`."),
@@ -355,8 +362,7 @@ TRANSFORMS = {
         "Each group's state directly, with no `gx.MaskedState` level and no placeholders."),
     "optax.NonNegativeParamsState": eq(
         "`gx.EmptyState`",
-        "The empty state under another name; `optax.keep_params_nonnegative` itself is not in "
-        "gradtx yet."),
+        "The empty state under another name (`gx.keep_params_nonnegative` keeps it)."),
     "optax.PartitionState": eq(
         "`gx.MultiTransformState`",
         "Each group's state directly, with no `gx.MaskedState` level and no placeholders."),
@@ -408,11 +414,17 @@ TRANSFORMS = {
     "optax.ShouldSkipUpdateFunction": not_yet(
         "`gx.accumulate_gradients` has no skip hook; to skip non-finite gradients, wrap the "
         "optimizer in `gx.apply_if_finite`."),
-    "optax.SnapshotState": not_yet("(the state of `optax.snapshot`)"),
+    "optax.SnapshotState": eq(
+        "`gx.SnapshotState`",
+        "Same field, `measurement`.",
+    ),
     "optax.TraceState": eq(
         "`gx.MomentumState`",
         "The buffer is `momentum_buffer` (Optax: `trace`), beside the step count."),
-    "optax.ZeroNansState": not_yet("(the state of `optax.zero_nans`)"),
+    "optax.ZeroNansState": eq(
+        "`gx.ZeroNansState`",
+        "Same field, `found_nan`.",
+    ),
     "optax.ZoomLinesearchInfo": LINE_SEARCH,
     # Transformations and wrappers
     "optax.MultiSteps": eq(
@@ -420,7 +432,10 @@ TRANSFORMS = {
         "A function, not a class: `every_k` is a fixed int (Optax: also a schedule), the "
         "gradients are always averaged, the sum is kept in each parameter's dtype, and there "
         "is no skip hook. `gx.AccumulationState.emitted` is Optax's `has_updated`."),
-    "optax.adaptive_grad_clip": not_yet(),
+    "optax.adaptive_grad_clip": eq(
+        "`gx.adaptive_grad_clip`",
+        "Same clipping per unit.",
+    ),
     "optax.add_decayed_weights": eq(
         "`gx.add_decayed_weights`",
         "The same step, with a `mask` as in Optax."),
@@ -449,8 +464,14 @@ TRANSFORMS = {
         "`gx.clip_by_global_norm`",
         "torch's `clip_grad_norm_`: the factor is `max_norm / (norm + 1e-6)`, capped at 1; "
         "Optax divides by the norm itself. They agree to about 1e-6 / norm."),
-    "optax.conditionally_mask": not_yet(),
-    "optax.conditionally_transform": not_yet(),
+    "optax.conditionally_mask": eq(
+        "`gx.conditionally_mask`",
+        "Same: zero updates on the skipped steps.",
+    ),
+    "optax.conditionally_transform": eq(
+        "`gx.conditionally_transform`",
+        "Same; the condition gets the number of earlier updates.",
+    ),
     "optax.ema": eq(
         "`gx.chain(gx.ema(decay), gx.bias_correction(decay))`",
         "Optax debiases by default; `gx.ema` alone is `optax.ema(decay, debias=False)`."),
@@ -461,7 +482,10 @@ TRANSFORMS = {
         "takes any transformation."),
     "optax.freeze": eq("`gx.freeze`", "Same semantics."),
     "optax.identity": eq("`gx.identity`", "Same."),
-    "optax.keep_params_nonnegative": not_yet(),
+    "optax.keep_params_nonnegative": eq(
+        "`gx.keep_params_nonnegative`",
+        "Same; needs the parameters.",
+    ),
     "optax.lookahead": eq(
         "`gx.lookahead(inner, sync_period, alpha)`",
         "The slow weights live in the state and the parameters stay a plain tree (no "
@@ -470,8 +494,16 @@ TRANSFORMS = {
         "`gx.masked`",
         "The same selection; the mask must be static bools, and the inner state holds nothing "
         "for the other leaves."),
-    "optax.measure_with_ema": not_yet(),
-    "optax.monitor": not_yet(),
+    "optax.measure_with_ema": eq(
+        "`gx.measure_with_ema`",
+        "Same average; one `gx.MeasureWithEmaState(count, ema)` in place of Optax's chain state, "
+        "a float from the start.",
+    ),
+    "optax.monitor": eq(
+        "`gx.monitor`",
+        "Same measurements; the state starts with zeros shaped like a measurement (Optax's starts"
+        " empty and changes structure at its first step, so it cannot run in `lax.scan`).",
+    ),
     "optax.multi_transform": eq(
         "`gx.multi_transform`",
         "Each group's state is kept directly, without placeholders; the labels qualify "
@@ -535,8 +567,10 @@ TRANSFORMS = {
         "`gx.scale_by_optimistic_gradient`",
         "Same; Optax's `is_initial_step` is `count == 0`.",
     ),
-    "optax.scale_by_param_block_norm": not_yet(
-        "gradtx has the RMS form, `gx.scale_by_param_block_rms`."),
+    "optax.scale_by_param_block_norm": eq(
+        "`gx.scale_by_param_block_norm`",
+        "Same.",
+    ),
     "optax.scale_by_param_block_rms": eq("`gx.scale_by_param_block_rms`", "Same step."),
     "optax.scale_by_polyak": eq(
         "`gx.scale_by_polyak`",
@@ -587,7 +621,10 @@ TRANSFORMS = {
     "optax.skip_not_finite": not_yet(
         "`gx.accumulate_gradients` has no skip hook; wrap the optimizer in "
         "`gx.apply_if_finite` to skip non-finite gradients."),
-    "optax.snapshot": not_yet(),
+    "optax.snapshot": eq(
+        "`gx.snapshot`",
+        "Same.",
+    ),
     "optax.stateless": eq(
         "`gx.stateless`",
         "`fn(updates, params)`; `needs_params=True` checks that the params are given."),
@@ -601,11 +638,22 @@ TRANSFORMS = {
     "optax.with_extra_args_support": none(
         "Not needed: every gradtx transformation takes extra keyword arguments, and "
         "`gx.chain` calls a three-argument (Optax) transformation without them."),
-    "optax.zero_nans": not_yet("`gx.apply_if_finite` skips a non-finite step instead."),
-    "optax.transforms.ConditionFn": not_yet(
-        "(the condition of `optax.conditionally_transform`)"),
-    "optax.transforms.unitwise_clip": not_yet("(a piece of `optax.adaptive_grad_clip`)"),
-    "optax.transforms.unitwise_norm": not_yet("(a piece of `optax.adaptive_grad_clip`)"),
+    "optax.zero_nans": eq(
+        "`gx.zero_nans`",
+        "Same; `gx.ZeroNansState` holds one bool per leaf.",
+    ),
+    "optax.transforms.ConditionFn": eq(
+        "`gradtx.wrappers.conditional.ConditionFn`",
+        "The same type: a function of the step count.",
+    ),
+    "optax.transforms.unitwise_clip": eq(
+        "`gx.unitwise_clip`",
+        "Same.",
+    ),
+    "optax.transforms.unitwise_norm": eq(
+        "`gx.unitwise_norm`",
+        "Same.",
+    ),
 }
 
 SCHEDULES = {
@@ -724,8 +772,10 @@ OTHER = {
     "optax.multi_normal": none("Out of scope: a diagonal Gaussian distribution helper, not a "
                                "gradient transformation."),
     "optax.nnls": LINALG,
-    "optax.periodic_update": not_yet(
-        "Per leaf it is `jnp.where(steps % update_period == 0, new, old)`."),
+    "optax.periodic_update": eq(
+        "`gx.periodic_update`",
+        "Same.",
+    ),
     "optax.power_iteration": LINALG,
     "optax.safe_increment": NUMERICS,
     "optax.safe_int32_increment": NUMERICS,
