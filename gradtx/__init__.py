@@ -18,6 +18,7 @@ from gradtx.core import (
     flattenable,
     identity,
     is_flattenable,
+    named_chain,
     parallel,
     stateless,
 )
@@ -54,6 +55,7 @@ from gradtx.optimizers import (
     dadapt_adamw,
     dog,
     dowg,
+    dpsgd,
     is_hidden_matrix,
     lamb,
     lars,
@@ -85,10 +87,12 @@ from gradtx.optimizers import (
     simplified_ademamix,
     sm3,
     soap,
+    sophia,
     sparse_adam,
     yogi,
 )
 from gradtx.optimizers.lbfgs import LbfgsRunState
+from gradtx.param_state import tree_map_params
 from gradtx.schedules import (
     constant_schedule,
     cosine_decay_schedule,
@@ -201,6 +205,12 @@ from gradtx.transforms.polyak import (
     scale_by_momo_adam,
     scale_by_polyak,
 )
+from gradtx.transforms.privacy import (
+    DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
 from gradtx.transforms.root_scaling import (
     PastUpdateRmsState,
     divide_by_root,
@@ -218,11 +228,23 @@ from gradtx.transforms.simplified_ademamix import (
 )
 from gradtx.transforms.sm3 import ScaleBySM3State, scale_by_sm3
 from gradtx.transforms.soap import SoapState, scale_by_soap
+from gradtx.transforms.sophia import (
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+)
 from gradtx.transforms.sparse_rows import SparseAdamState, scale_by_sparse_adam
 from gradtx.transforms.trust_ratio import scale_by_trust_ratio
 from gradtx.transforms.unitwise_clipping import adaptive_grad_clip, unitwise_clip, unitwise_norm
 from gradtx.tree import map_by_shape
-from gradtx.wrappers.accumulation import AccumulationState, accumulate_gradients
+from gradtx.wrappers.accumulation import (
+    AccumulationState,
+    ShouldSkipUpdateFunction,
+    accumulate_gradients,
+    skip_large_updates,
+    skip_not_finite,
+)
 from gradtx.wrappers.averaging import ParamAverageState, averaged_params, with_param_average
 from gradtx.wrappers.conditional import (
     ConditionallyMaskState,
@@ -257,6 +279,21 @@ from gradtx.wrappers.sam import SAMState, sam
 __version__ = "0.1.0"
 
 __all__ = [
+    "sophia",
+    "scale_by_sophia",
+    "SophiaState",
+    "hutchinson_estimator_diag_hessian",
+    "HutchinsonState",
+    "named_chain",
+    "tree_map_params",
+    "dpsgd",
+    "DifferentiallyPrivateAggregateState",
+    "differentially_private_aggregate",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "ShouldSkipUpdateFunction",
+    "skip_large_updates",
+    "skip_not_finite",
     "ZeroNansState",
     "keep_params_nonnegative",
     "zero_nans",

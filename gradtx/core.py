@@ -11,6 +11,7 @@ Two combinators compose transformations:
 
 from __future__ import annotations
 
+import collections
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -165,6 +166,53 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             updates, s = step(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
+
+    return flattenable(GradientTransformation(init, update),
+                       all(is_flattenable(t) for t in transforms))
+
+
+def named_chain(*named: tuple[str, GradientTransformation]) -> GradientTransformation:
+    """:func:`chain` with a name for each transformation: ``named_chain(("clip", a), ("adam",
+    b))`` runs ``a`` then ``b``, and its state is a dict from each name to that
+    transformation's state (an ``OrderedDict``, kept in the chain's order), so that
+    ``state["adam"]`` reaches one part.
+
+    Equal to ``optax.named_chain``. Names must be distinct strings.
+
+    Example:
+        >>> import gradtx as gx, jax.numpy as jnp
+        >>> opt = gx.named_chain(("clip", gx.clip_by_global_norm(1.0)), ("adam", gx.adam()))
+        >>> list(opt.init({"w": jnp.zeros(3)}))
+        ['clip', 'adam']
+    """
+    for i, pair in enumerate(named):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise TypeError(
+                f"named_chain: argument {i} must be a (name, transformation) pair with a str "
+                f"name, got {pair!r}."
+            )
+    names = [name for name, _ in named]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"named_chain: names must be distinct; repeated: {repeated}.")
+    transforms = [t for _, t in named]
+    _check_transforms(transforms, "named_chain")
+    steps = [with_extra_args(t.update) for t in transforms]
+
+    def init(params):
+        return collections.OrderedDict((n, t.init(params)) for n, t in named)
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, dict) or list(state) != names:
+            got = list(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"named_chain: expected a state dict with the names {names}, got {got}. Was the "
+                "state made by this transformation's init?"
+            )
+        new_state = collections.OrderedDict()
+        for name, step in zip(names, steps, strict=True):
+            updates, new_state[name] = step(updates, state[name], params, **extra_args)
+        return updates, new_state
 
     return flattenable(GradientTransformation(init, update),
                        all(is_flattenable(t) for t in transforms))

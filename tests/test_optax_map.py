@@ -262,6 +262,10 @@ RECIPES = {
     "optax.update_moment": (
         "value", lambda: optax.update_moment(PARAMS, jax.tree.map(jnp.ones_like, PARAMS), 0.9, 2),
         dict(updates=PARAMS, moments=jax.tree.map(jnp.ones_like, PARAMS), decay=0.9, order=2)),
+    "optax.update_moment_per_elem_norm": (
+        "value", lambda: optax.update_moment_per_elem_norm(
+            PARAMS, jax.tree.map(jnp.ones_like, PARAMS), 0.9, 3),
+        dict(updates=PARAMS, moments=jax.tree.map(jnp.ones_like, PARAMS), decay=0.9, order=3)),
     "optax.init_empty_state": ("value", lambda: optax.init_empty_state(PARAMS), {}),
 }
 # Forms written as one call that are not checked against Optax above, and why.

@@ -411,9 +411,9 @@ TRANSFORMS = {
     "optax.ScaleByTrustRatioState": EMPTY,
     "optax.ScaleByZoomLinesearchState": LINE_SEARCH,
     "optax.ScaleState": EMPTY,
-    "optax.ShouldSkipUpdateFunction": not_yet(
-        "`gx.accumulate_gradients` has no skip hook; to skip non-finite gradients, wrap the "
-        "optimizer in `gx.apply_if_finite`."),
+    "optax.ShouldSkipUpdateFunction": eq(
+        "`gx.ShouldSkipUpdateFunction`",
+        "The same protocol, for `gx.accumulate_gradients(..., should_skip_update_fn=...)`."),
     "optax.SnapshotState": eq(
         "`gx.SnapshotState`",
         "Same field, `measurement`.",
@@ -430,8 +430,9 @@ TRANSFORMS = {
     "optax.MultiSteps": eq(
         "`gx.accumulate_gradients(inner, every_k)`",
         "A function, not a class: `every_k` is a fixed int (Optax: also a schedule), the "
-        "gradients are always averaged, the sum is kept in each parameter's dtype, and there "
-        "is no skip hook. `gx.AccumulationState.emitted` is Optax's `has_updated`."),
+        "gradients are always averaged (summed, then divided: Optax keeps a running mean) in "
+        "each parameter's dtype. `should_skip_update_fn=` is Optax's; "
+        "`gx.AccumulationState.emitted` is Optax's `has_updated`."),
     "optax.adaptive_grad_clip": eq(
         "`gx.adaptive_grad_clip`",
         "Same clipping per unit.",
@@ -508,9 +509,9 @@ TRANSFORMS = {
         "`gx.multi_transform`",
         "Each group's state is kept directly, without placeholders; the labels qualify "
         "hyperparameter names (`\"decay/learning_rate\"`)."),
-    "optax.named_chain": not_yet(
-        "`gx.chain`'s state is a tuple; `gx.get_hyperparam` and `gx.tree_get` find entries by "
-        "name without labels."),
+    "optax.named_chain": eq(
+        "`gx.named_chain`",
+        "Same state (an `OrderedDict` by name); a state of other names is refused."),
     "optax.normalize_by_update_norm": eq(
         "`gx.normalize_by_update_norm`",
         "Same; the norm is summed in float32 or wider.",
@@ -518,10 +519,13 @@ TRANSFORMS = {
     "optax.partition": eq(
         "`gx.multi_transform`",
         "Each group's state is kept directly, without placeholders."),
-    "optax.per_example_global_norm_clip": not_yet(
-        "(clipping of per-example gradients, for differentially private training)"),
-    "optax.per_example_layer_norm_clip": not_yet(
-        "(clipping of per-example gradients, for differentially private training)"),
+    "optax.per_example_global_norm_clip": eq(
+        "`gx.per_example_global_norm_clip`",
+        "Same results; takes any tree (Optax: a list of leaves) and names a leaf with a "
+        "missing or different batch axis."),
+    "optax.per_example_layer_norm_clip": eq(
+        "`gx.per_example_layer_norm_clip`",
+        "Same results; takes any tree (Optax: a list of leaves)."),
     "optax.scale": eq("`gx.scale`", "Same step."),
     "optax.scale_by_adadelta": eq(
         "`gx.chain(gx.scale_by_rms(rho, eps, eps_in_sqrt=True), "
@@ -616,11 +620,13 @@ TRANSFORMS = {
         "`freeze_mask`); the frozen leaves keep no optimizer state. `gx.freeze` keeps it for "
         "them instead."),
     "optax.set_to_zero": eq("`gx.set_to_zero`", "Same."),
-    "optax.skip_large_updates": not_yet(
-        "`gx.accumulate_gradients` has no skip hook."),
-    "optax.skip_not_finite": not_yet(
-        "`gx.accumulate_gradients` has no skip hook; wrap the optimizer in "
-        "`gx.apply_if_finite` to skip non-finite gradients."),
+    "optax.skip_large_updates": eq(
+        "`gx.skip_large_updates`",
+        "Same decision and `skip_state`, for `gx.accumulate_gradients`."),
+    "optax.skip_not_finite": eq(
+        "`gx.skip_not_finite`",
+        "Same decision and `skip_state`, for `gx.accumulate_gradients`; to skip whole "
+        "optimizer steps instead, wrap the optimizer in `gx.apply_if_finite`."),
     "optax.snapshot": eq(
         "`gx.snapshot`",
         "Same.",
@@ -784,8 +790,9 @@ OTHER = {
     "optax.scale_gradient": none(
         "Out of scope: a custom-gradient helper used in the model's forward pass, not a "
         "transformation of gradients; use Optax's alongside gradtx."),
-    "optax.tree_map_params": not_yet(
-        "`gx.tree_get` and `gx.tree_set` reach a state's entries by name."),
+    "optax.tree_map_params": eq(
+        "`gx.tree_map_params`",
+        "Same arguments and result."),
     "optax.update_infinity_moment": none(
         "Not in gradtx as a tree function: the transformation `gx.weighted_infinity_norm` "
         "keeps this moment."),
@@ -793,7 +800,10 @@ OTHER = {
         "`jax.tree.map(lambda g, m: gx.ema_update(m, g**order, decay), updates, moments)`",
         "`gx.ema_update` is one step for one array, in the moment's dtype; the "
         "transformations `gx.ema` and `gx.ema_of_squares` keep such moments."),
-    "optax.update_moment_per_elem_norm": not_yet(),
+    "optax.update_moment_per_elem_norm": eq(
+        "`jax.tree.map(lambda g, m: gx.ema_update(m, g ** order, decay), updates, moments)`",
+        "For real leaves; a complex leaf's statistic is `abs(g) ** order` (Optax: the squared "
+        "modulus to the power `order / 2`)."),
     "optax.value_and_grad_from_state": none(
         "Not needed: `gx.lbfgs` takes `value=` and `value_and_grad_fn=` in `update` and "
         "evaluates the function itself."),
@@ -896,8 +906,6 @@ OTHER = {
         "class."),
 }
 
-_DP = "(differentially private SGD: per-example clipping and noise)"
-
 CONTRIB = {
     "optax.contrib.COCOBState": eq(
         "`gx.ScaleByCocobState`",
@@ -907,7 +915,9 @@ CONTRIB = {
         "`gx.DAdaptAdamState`",
         "Fields `mu`, `nu`, `s`, `d`, `numerator`, `k`, `count` (Optax: `exp_avg`, "
         "`exp_avg_sq`, `grad_sum`, `estim_lr`, `numerator_weighted`, `count`)."),
-    "optax.contrib.DifferentiallyPrivateAggregateState": not_yet(_DP),
+    "optax.contrib.DifferentiallyPrivateAggregateState": eq(
+        "`gx.DifferentiallyPrivateAggregateState`",
+        "The same field `rng_key`, as raw key data (Optax: the typed key)."),
     "optax.contrib.DoGState": eq(
         "`gx.ScaleByDogState`",
         "The same fields (`gx.scale_by_dog` is the scaling, private in Optax).",
@@ -918,7 +928,9 @@ CONTRIB = {
     ),
     "optax.contrib.GaLoreDimensionNumbers": not_yet("(an argument of `optax.contrib.galore`)"),
     "optax.contrib.GaLoreState": not_yet("(the state of `optax.contrib.galore`)"),
-    "optax.contrib.HutchinsonState": not_yet("(a piece of `optax.contrib.sophia`)"),
+    "optax.contrib.HutchinsonState": eq(
+        "`gx.HutchinsonState`",
+        "The same field `key`, as raw key data."),
     "optax.contrib.MadgradState": eq(
         "`gx.MadgradState`",
         "Same fields.",
@@ -968,7 +980,9 @@ CONTRIB = {
         "`gx.ScheduleFreeState`",
         "`z`, `weight_sum`, `lr_max`, `interpolation`, `count`; no base optimizer state "
         "inside (it sits beside it in the chain)."),
-    "optax.contrib.SophiaState": not_yet("(the state of `optax.contrib.sophia`)"),
+    "optax.contrib.SophiaState": eq(
+        "`gx.SophiaState`",
+        "The same fields; `count` is the optimizer's one count inside an optimizer."),
     "optax.contrib.SplitRealAndImaginaryState": none(
         "Not needed: see `optax.contrib.split_real_and_imaginary`."),
     "optax.contrib.acprop": eq(
@@ -993,7 +1007,10 @@ CONTRIB = {
         "Optax always bias-corrects (gradtx: `use_bias_correction=True`) and has no "
         "`growth_rate`; gradtx skips the step of a first all-zero gradient, where Optax's "
         "estimate becomes NaN."),
-    "optax.contrib.differentially_private_aggregate": not_yet(_DP),
+    "optax.contrib.differentially_private_aggregate": eq(
+        "`gx.differentially_private_aggregate`",
+        "Same noise bit for bit for the same key; `key=None` is seed 0 without a warning; the "
+        "batch axes are checked against the params."),
     "optax.contrib.dog": eq(
         "`gx.dog`",
         "Same update, arguments and defaults; `init_step` is fixed at build time.",
@@ -1002,13 +1019,17 @@ CONTRIB = {
         "`gx.dowg`",
         "Same update, arguments and defaults.",
     ),
-    "optax.contrib.dpsgd": not_yet(_DP),
+    "optax.contrib.dpsgd": eq(
+        "`gx.dpsgd`",
+        "Same steps and noise; `seed` may also be a key."),
     "optax.contrib.galore": not_yet(
         "It projects each matrix's gradient on a low-rank basis recomputed by SVD every few "
         "steps and runs Adam there: planned with a reference (GaLore's authors' package) to "
         "check against; use `gx.adamw` meanwhile."),
-    "optax.contrib.hutchinson_estimator_diag_hessian": not_yet(
-        "(a piece of `optax.contrib.sophia`)"),
+    "optax.contrib.hutchinson_estimator_diag_hessian": eq(
+        "`gx.hutchinson_estimator_diag_hessian`",
+        "The same signs for the same key; each leaf's signs in its own dtype (Optax: the "
+        "narrowest leaf dtype, which fails on mixed dtypes)."),
     "optax.contrib.madgrad": eq(
         "`gx.madgrad`",
         "Same steps as Optax given an array learning rate; with a Python number Optax computes "
@@ -1098,10 +1119,10 @@ CONTRIB = {
         "Same update; default learning rate 1e-5; a mask function gets the parameters; complex "
         "parameters refused.",
     ),
-    "optax.contrib.sophia": not_yet(
-        "Its Hessian estimate needs the objective function at every step (Optax passes "
-        "`obj_fn` to `update` and draws Hutchinson probes); gradtx's `update` takes such "
-        "arguments (`gx.sam` does), but Sophia is not ported yet."),
+    "optax.contrib.sophia": eq(
+        "`gx.sophia`",
+        "Same steps, signs and `update(..., obj_fn=f)`; default learning rate 1e-3; the "
+        "default estimator is built per call; complex parameters refused."),
     "optax.contrib.split_real_and_imaginary": none(
         "Not needed in gradtx's optimizers: they step a complex leaf as its real and "
         "imaginary parts already (a few refuse complex leaves). There is no such wrapper for "

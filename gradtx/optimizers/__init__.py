@@ -9,6 +9,7 @@ from gradtx.optimizers.adam_variants import adabelief, adamax, ademamix, adopt, 
 from gradtx.optimizers.adan import adan
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
+from gradtx.optimizers.dpsgd import dpsgd
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.madgrad import madgrad
@@ -35,9 +36,12 @@ from gradtx.optimizers.sign import lion, sign_sgd
 from gradtx.optimizers.simplified_ademamix import simplified_ademamix
 from gradtx.optimizers.sm3 import sm3
 from gradtx.optimizers.soap import soap
+from gradtx.optimizers.sophia import sophia
 from gradtx.optimizers.sparse_adam import sparse_adam
 
 __all__ = [
+    "sophia",
+    "dpsgd",
     "acprop",
     "adan",
     "madgrad",

@@ -53,7 +53,9 @@ def scale_by_momentum(
 
     The buffer is stored in ``dtype`` (default: the parameters').
 
-    Differs from ``optax.trace``: there the buffer starts at zero and there is no dampening.
+    With no dampening, the same steps as ``optax.trace(decay=momentum, nesterov=nesterov)``:
+    Optax's buffer starts at zero, so its first step also gives :math:`b_1 = u_1`. Optax has no
+    dampening.
     """
     dtype = validation.check_state_dtype("dtype", dtype)
     validation.check_non_negative("momentum", momentum)

@@ -42,7 +42,7 @@ class AddNoiseState(NamedTuple):
     rng_key: jax.Array
 
 
-def _is_typed_key(value) -> bool:
+def is_typed_key(value) -> bool:
     dtype = getattr(value, "dtype", None)
     return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
@@ -71,7 +71,7 @@ def check_key(name: str, value):
     Returned as it was given (an int seed as a Python int)."""
     if value is None:
         return None
-    if _is_typed_key(value):
+    if is_typed_key(value):
         if jnp.shape(value) != ():
             raise ValueError(
                 f"`{name}` must hold one key, got a key array of shape {jnp.shape(value)}."
@@ -89,7 +89,7 @@ def check_key(name: str, value):
 
 def key_data(key) -> jax.Array:
     """The raw data of the key a checked ``key`` argument stands for (None: seed 0)."""
-    if _is_typed_key(key):
+    if is_typed_key(key):
         return jax.random.key_data(key)
     if getattr(key, "dtype", None) is not None and np.dtype(key.dtype) == np.uint32:
         return jnp.asarray(key)
@@ -130,7 +130,7 @@ def add_noise(
     if seed is not None and key is not None:
         raise ValueError("Give `key` or `seed`, not both (`seed` is Optax's older name).")
     chosen = seed if seed is not None else key
-    impl = jax.random.key_impl(chosen) if _is_typed_key(chosen) else None
+    impl = jax.random.key_impl(chosen) if is_typed_key(chosen) else None
 
     def init(params):
         del params
