@@ -20,8 +20,8 @@ from benchmarks.progress import log
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 # Modules that may add a section: each exposes ``run(quick: bool) -> str`` (Markdown).
-OPTIONAL_SECTIONS = ("benchmarks.state_quality", "benchmarks.sharding", "benchmarks.large_run",
-                     "benchmarks.muon_compile")
+OPTIONAL_SECTIONS = ("benchmarks.state_quality", "benchmarks.sharding", "benchmarks.multihost",
+                     "benchmarks.large_run", "benchmarks.muon_compile")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

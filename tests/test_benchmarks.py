@@ -517,3 +517,17 @@ def test_muon_section_times_every_contender_against_optax():
         assert all(float(x) > 0 for x in row[1:4])
         assert_ratio_matches(float(row[4].removesuffix("×")), row[3], optax_ms)
     assert rows[-1][4] == "1.00×"
+
+
+def test_multihost_section_reports_state_bytes_per_process():
+    """Two jax.distributed processes of 4 devices each hold half of the one process's state."""
+    from benchmarks import multihost
+
+    assert "benchmarks.multihost" in cli.OPTIONAL_SECTIONS
+    results = [multihost.measure(p, d, quick=True) for p, d in multihost.QUICK_TOPOLOGIES]
+    one, two = results
+    assert one["state_bytes_per_process"] == [one["state_bytes"]]
+    assert len(two["state_bytes_per_process"]) == 2
+    assert two["state_bytes_per_process"] == [one["state_bytes"] // 2] * 2
+    text = multihost.render(results, quick=True, seconds=1.0)
+    assert "| 2 x 4 | 4.19 | 0.500 |" in text
