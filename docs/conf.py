@@ -39,6 +39,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # MathJax 3 copied into _static from a package: formulas render with no network.
+    "sphinx-mathjax-offline",
     "gradtx_notebooks",
     "gradtx_tables",
     "gradtx_api_check",

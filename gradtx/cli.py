@@ -10,8 +10,10 @@ in :mod:`gradtx.compare`; scikit-learn, matplotlib and tqdm come with ``gradtx[c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _learning_rate(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` for ``--lr``: an optimizer's name and a positive learning rate."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. adam=3e-3), got {text!r}")
+    return name.strip(), _positive_float(value)
+
+
 def _per_task(attribute: str) -> str:
     return ", ".join(f"{name} {getattr(spec, attribute):g}" for name, spec in TASKS.items())
 
@@ -116,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"target loss for the steps-to-target column (default: {_per_task('target')})",
     )
     compare.add_argument(
+        "--lr",
+        type=_learning_rate,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the learning rate of one optimizer of --optimizers (repeatable: --lr adam=3e-3 "
+        "--lr sgd=0.1); by default each uses the rate a sweep chose for the task",
+    )
+    compare.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -150,16 +169,22 @@ def compare(args: argparse.Namespace) -> int:
     steps = spec.default_steps if args.steps is None else args.steps
     target = spec.target if args.target is None else args.target
     task = spec.build(args.seed)
+    overrides = dict(args.lr)
     print(f"task {task.name}: {task.description}")
     print(f"steps {steps}, seed {args.seed}, target loss {target:g}", flush=True)
     results = []
     for name in args.optimizers:
         resolved = presets.resolve(name, args.task)
+        if name in overrides:
+            resolved = dataclasses.replace(
+                resolved, lr_source="--lr",
+                hyperparameters={**resolved.hyperparameters, "learning_rate": overrides[name]})
         opt = resolved.build()
-        results.append(
-            train.train(task, name, opt, resolved.hyperparameters, steps, resolved.eval_params)
-        )
+        result = train.train(task, name, opt, resolved.hyperparameters, steps,
+                             resolved.eval_params)
+        results.append(dataclasses.replace(result, lr_source=resolved.lr_source))
     print(report.format_table(results, target))
+    print(report.legend(results, target, task.final_loss_label))
     if args.out is not None:
         config: dict[str, Any] = {
             "task": task.name,
@@ -167,6 +192,7 @@ def compare(args: argparse.Namespace) -> int:
             "steps": steps,
             "seed": args.seed,
             "target": target,
+            "learning_rate_overrides": overrides,
         }
         written = report.write_files(args.out, config, results, target)
         png = args.out / "curves.png"
@@ -174,6 +200,39 @@ def compare(args: argparse.Namespace) -> int:
         plot.write_png(png, f"{task.name}: {task.description}", results, target, loss_label)
         print("wrote " + ", ".join(str(p) for p in [png, *written]))
     return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return actions[0].choices[name]
+
+
+def _check_learning_rates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--lr`` names optimizers being compared, each once."""
+    names = [name for name, _ in args.lr]
+    for name in names:
+        if name not in args.optimizers:
+            parser.error(f"argument --lr: {name!r} is not among --optimizers "
+                         f"({','.join(args.optimizers)})")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        parser.error(f"argument --lr: {repeated[0]!r} is given twice")
+
+
+def _check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--out`` is a directory this process can write into (created if needed), found out
+    before any training rather than after it."""
+    if args.out is None:
+        return
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {str(args.out)!r} exists and is not a directory")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as err:
+        parser.error(f"argument --out: cannot write to {str(args.out)!r}: "
+                     f"{err.strerror or err}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,11 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["compare", *argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        parser.error(f"argument --out: {str(args.out)!r} exists and is not a directory")
+    args, unknown = parser.parse_known_args(argv)
+    # The subcommand's own usage for its own errors (argparse would print the top level's).
+    compare_parser = _subparser(parser, "compare")
+    if unknown:
+        target = compare_parser if args.command == "compare" else parser
+        target.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "compare":
+        _check_learning_rates(compare_parser, args)
     try:
         _check_dependencies(args)
+        if args.command == "compare":
+            _check_out(compare_parser, args)
         return compare(args)
     except MissingDependency as exc:
         print(f"error: {exc}", file=sys.stderr)

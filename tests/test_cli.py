@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,12 +64,27 @@ def test_each_task_trains_and_tabulates(task, steps, capsys):
         assert float(row["us/step"]) > 0
         lr = presets.resolve(name, task).hyperparameters["learning_rate"]
         assert row["settings"].startswith(f"lr={lr:g}")
+        assert row["lr from"] == "sweep"
         if TASKS[task].classifier:
             # 25 steps is one epoch and a bit: far above chance (10%) already.
-            assert row["test acc"].endswith("%") and float(row["test acc"][:-1]) > 40, row
+            acc, low, high = re.fullmatch(r"([\d.]+)% \[([\d.]+), ([\d.]+)\]",
+                                          row["test acc [95% CI]"]).groups()
+            assert float(low) <= float(acc) <= float(high) and float(acc) > 40, row
         else:
-            assert "test acc" not in row
-    assert "100%" in captured.err  # the progress bars go to stderr, one per optimizer
+            assert "test acc [95% CI]" not in row
+    start = f"at the start it is {_start_loss(task):.4g} for every optimizer"
+    assert start in captured.out
+    label = TASKS[task].build(0).final_loss_label
+    assert f"final loss: {label}, at the final parameters" in captured.out
+    # Not a terminal (captured): no progress bars, so no carriage returns in logs.
+    assert "\r" not in captured.err and "it/s" not in captured.err and "step/s" not in captured.err
+
+
+def test_progress_bars_show_on_a_terminal(monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["--task", "quadratic", "--steps", "5", "--optimizers", "adam,sgd"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("5/5") == 2, err  # one finished bar per optimizer
 
 
 def test_no_subcommand_means_compare(capsys):
@@ -116,7 +132,8 @@ def test_out_for_a_classifier_writes_png_csv_json(tmp_path, capsys):
     assert all(0 <= float(a) <= 1 for _, _, a in rows)
 
     header, rows = _read_csv(out / "summary.csv")
-    assert header[:3] == ["optimizer", "final_loss", "test_accuracy"]
+    assert header[:4] == ["optimizer", "start_loss", "final_loss", "test_accuracy"]
+    assert {"test_accuracy_95_low", "test_accuracy_95_high", "lr_from"} <= set(header)
     assert [row[0] for row in rows] == names
 
     summary = json.loads((out / "summary.json").read_text())
@@ -124,7 +141,10 @@ def test_out_for_a_classifier_writes_png_csv_json(tmp_path, capsys):
     assert (summary["task"], summary["steps"], summary["seed"], summary["target"]) == expected
     assert [r["optimizer"] for r in summary["results"]] == names
     for r in summary["results"]:
-        assert set(r) >= {"final_loss", "test_accuracy", "steps_to_target", "median_step_us"}
+        assert set(r) >= {"final_loss", "test_accuracy", "steps_to_target", "median_step_us",
+                          "start_loss", "test_accuracy_95_low", "test_accuracy_95_high"}
+        assert r["test_accuracy_95_low"] <= r["test_accuracy"] <= r["test_accuracy_95_high"]
+        assert r["start_loss"] == pytest.approx(math.log(10), rel=0.2)
         assert 0.4 < r["test_accuracy"] <= 1 and r["final_loss"] < math.log(10)
         assert r["hyperparameters"] == presets.resolve(r["optimizer"], "mlp-digits").hyperparameters
 
@@ -259,15 +279,56 @@ def test_digits_data_and_models():
 
 def test_curve_and_steps_to_target():
     run = RunResult("x", {}, losses=[5.0, 3.0, 0.5, 2.0], final_loss=0.1, median_step_us=1.0)
-    assert run.curve() == [5.0, 3.0, 0.5, 2.0, 0.1]
-    assert run.steps_to(1.0) == 2  # the first time it is reached, even if it later rises
+    assert run.curve() == [5.0, 3.0, 0.5, 2.0, 0.1] == run.plotted()
+    # The first step from which the curve stays at or below the target: dipping below it at
+    # step 2 and rising again does not count.
+    assert run.steps_to(1.0) == 4
     assert run.steps_to(10.0) == 0
     assert run.steps_to(0.01) is None
-    # Minibatch losses are averaged over the last `window` steps: one lucky batch is not enough.
+    # Minibatch losses are averaged over the last `window` steps: one lucky batch is not
+    # enough. The plotted curve stops before final_loss, another measurement.
     noisy = RunResult("x", {}, [4.0, 0.5, 3.5, 0.5, 0.5], 0.4, 1.0, window=2)
     assert noisy.curve() == [4.0, 2.25, 2.0, 2.0, 0.5, 0.4]
+    assert noisy.plotted() == [4.0, 2.25, 2.0, 2.0, 0.5]
     assert noisy.steps_to(1.0) == 4
+    # The digits case the old definition got wrong: the whole-training-set loss is below the
+    # target but the plotted curve ends above it, so the target is not reached.
+    ends_above = RunResult("x", {}, [1.0, 0.07, 0.06, 0.07], 0.04, 1.0, window=2)
+    assert ends_above.steps_to(0.05) is None
     assert RunResult("x", {}, [math.nan], math.nan, 1.0).steps_to(1.0) is None
+    # A run whose end is NaN never reaches a target, whatever came before.
+    assert RunResult("x", {}, [5.0, 0.1], math.nan, 1.0).steps_to(1.0) is None
+
+
+def test_accuracy_interval_is_wilsons():
+    run = RunResult("x", {}, [1.0], 1.0, 1.0, accuracies=[0.1, 0.9], test_size=100)
+    low, high = run.accuracy_interval()
+    assert low == pytest.approx(0.8256, abs=1e-4) and high == pytest.approx(0.9448, abs=1e-4)
+    perfect = RunResult("x", {}, [1.0], 1.0, 1.0, accuracies=[1.0], test_size=359)
+    assert perfect.accuracy_interval()[1] == 1.0 and perfect.accuracy_interval()[0] < 1.0
+    assert RunResult("x", {}, [1.0], 1.0, 1.0).accuracy_interval() is None
+
+
+def test_lr_overrides_a_learning_rate_and_says_so(capsys, tmp_path):
+    argv = ["--task", "quadratic", "--steps", "5", "--optimizers", "adam,sgd",
+            "--lr", "adam=0.02", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows["adam"]["settings"] == "lr=0.02" and rows["adam"]["lr from"] == "--lr"
+    assert rows["sgd"]["lr from"] == "sweep"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["learning_rate_overrides"] == {"adam": 0.02}
+    assert summary["results"][0]["hyperparameters"]["learning_rate"] == 0.02
+    assert summary["results"][0]["lr_from"] == "--lr"
+
+
+def test_a_registry_optimizer_without_a_sweep_says_example():
+    unswept = [n for n in registry.names()
+               if presets.resolve(n, "quadratic").lr_source == "example"]
+    assert unswept, "some registry optimizers have no swept rate on quadratic"
+    name = unswept[0]
+    assert presets.resolve(name, "quadratic").hyperparameters.get("learning_rate") == \
+        registry.get(name).example.get("learning_rate")
 
 
 @pytest.mark.parametrize(
@@ -283,6 +344,11 @@ def test_curve_and_steps_to_target():
         (["--target", "0"], "--target", "0"),
         (["--target", "nan"], "--target", "nan"),
         (["--seed", "-1"], "--seed", "-1"),
+        (["--lr", "adam"], "--lr", "NAME=VALUE"),
+        (["--lr", "adam=-1"], "--lr", "-1"),
+        (["--lr", "lion=0.1"], "--lr", "'lion' is not among --optimizers"),
+        (["--optimizers", "adam", "--lr", "adam=0.1", "--lr", "adam=0.2"], "--lr", "twice"),
+        (["--bogus"], "unrecognized", "--bogus"),
     ],
 )
 def test_bad_options_exit_nonzero_naming_the_option(argv, option, value, capsys):
@@ -292,6 +358,30 @@ def test_bad_options_exit_nonzero_naming_the_option(argv, option, value, capsys)
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # argparse prints usage, then the one-line message
     assert option in last and value in last, err
+
+
+def test_own_usage_on_its_own_errors(capsys):
+    """`compare --bogus` (and `--bogus` alone, which means compare) prints compare's usage."""
+    for argv in (["compare", "--bogus"], ["--bogus"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: python -m gradtx compare"), err
+        assert err.strip().endswith("unrecognized arguments: --bogus")
+
+
+def test_an_unwritable_out_fails_before_training(tmp_path, capsys):
+    """A directory that cannot be created: one line naming --out and why, exit 2, no run."""
+    blocked = tmp_path / "file.txt"
+    blocked.write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["--task", "quadratic", "--steps", "1", "--out", str(blocked / "run")])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("python -m gradtx compare: error: argument --out: cannot write")
+    assert "Traceback" not in captured.err and "task quadratic" not in captured.out
 
 
 def test_out_that_is_a_file_is_refused(tmp_path, capsys):
@@ -347,4 +437,15 @@ def test_python_dash_m_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "sgd" in result.stdout and "steps to 0.001" in result.stdout
-    assert "20/20" in result.stderr  # the progress bar
+    assert "20/20" not in result.stderr  # stderr is a pipe: no progress bar
+
+
+def test_the_cli_page_documents_every_option_and_task():
+    from gradtx.cli import _subparser
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    compare = _subparser(build_parser(), "compare")
+    options = [s for a in compare._actions for s in a.option_strings if s.startswith("--")]
+    missing = [o for o in options if o != "--help" and f"`{o}" not in page]
+    assert not missing, f"docs/cli.md does not document {missing}"
+    assert all(f"`{task}`" in page for task in TASKS)

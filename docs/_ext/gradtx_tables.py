@@ -954,7 +954,25 @@ class OptaxMapTable(SphinxDirective):
         return [_paragraph(text, docname)]
 
 
+def _check_references() -> None:
+    """The tables are generated from torch and the reference packages: without them, one clear
+    error rather than a warning per table."""
+    import importlib.util
+
+    from sphinx.errors import ExtensionError
+
+    missing = [name for name in ("torch", "optax", "schedulefree", "prodigyopt",
+                                 "pytorch_optimizer", "lion_pytorch", "dadaptation")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExtensionError(
+            "the docs' tables are generated from torch, Optax and the reference packages; "
+            f"missing: {', '.join(missing)}. Build the docs after the test install: "
+            'pip install -e ".[test]"')
+
+
 def setup(app: Sphinx) -> dict:
+    _check_references()
     app.add_directive("gradtx-torch-optimizer", TorchOptimizerTable)
     app.add_directive("gradtx-torch-only", TorchOnlyTable)
     app.add_directive("gradtx-torch-schedulers", TorchSchedulerTable)

@@ -247,6 +247,9 @@ class Resolved:
     hyperparameters: dict[str, Any]
     # (state, params) -> the parameters to evaluate at; None: params themselves.
     eval_params: Callable[[Any, Any], Any] | None = None
+    # How the learning rate was chosen: "sweep" (tuned for the task) or "example" (the
+    # registry's example value, for an optimizer not swept on this task).
+    lr_source: str = "sweep"
 
     def build(self) -> GradientTransformation:
         return self.factory(**self.hyperparameters)
@@ -271,6 +274,7 @@ def resolve(name: str, task: str) -> Resolved:
         return Resolved(name, preset.factory, kwargs, eval_params)
     info = registry.get(name)
     kwargs = {**info.fixed, **info.example}  # as info.build(**info.example)
-    if task in REGISTRY_LEARNING_RATES.get(name, {}):
+    swept = task in REGISTRY_LEARNING_RATES.get(name, {})
+    if swept:
         kwargs["learning_rate"] = REGISTRY_LEARNING_RATES[name][task]
-    return Resolved(name, info.factory, kwargs, eval_params)
+    return Resolved(name, info.factory, kwargs, eval_params, "sweep" if swept else "example")

@@ -38,6 +38,9 @@ class Task:
             before it is compared with the target, so one lucky minibatch does not count as
             reaching it.
         accuracy_fn: ``params -> scalar`` test accuracy, for classifiers; None otherwise.
+        final_loss_label: what ``final_loss_fn`` measures, for the table's legend ("the loss
+            on the whole training set (1437 images)").
+        test_size: the number of test examples ``accuracy_fn`` averages over (0: none).
     """
 
     name: str
@@ -48,6 +51,8 @@ class Task:
     final_loss_fn: Callable[[Any], jax.Array]
     window: int = 1
     accuracy_fn: Callable[[Any], jax.Array] | None = None
+    final_loss_label: str = "the exact loss (a full-batch problem)"
+    test_size: int = 0
 
 
 def _full_batch(
@@ -127,6 +132,8 @@ def _digits_task(
         final_loss_fn=lambda p: digits.cross_entropy(logits_fn(p, x_train), y_train),
         window=digits.steps_per_epoch(data),
         accuracy_fn=lambda p: digits.accuracy(logits_fn(p, x_test), y_test),
+        final_loss_label=f"the loss on the whole training set ({len(data.y_train)} images)",
+        test_size=len(data.y_test),
     )
 
 
@@ -181,6 +188,7 @@ def char_transformer(seed: int) -> Task:
         batches=lambda: ((windows,) for windows in chars.batches(data, seed)),
         final_loss_fn=lambda p: chars.loss(p, held_out),
         window=CHAR_WINDOW,
+        final_loss_label=f"the loss on the held-out text ({len(data.held_out):,} chars)",
     )
 
 

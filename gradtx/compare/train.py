@@ -31,6 +31,12 @@ class RunResult:
         window: the number of steps the curve is averaged over for :meth:`steps_to`.
         eval_steps: the steps after which the test accuracy was measured (0 and every epoch).
         accuracies: the test accuracy at each of ``eval_steps``; empty if the task has none.
+        start_loss: the task's final-loss measurement at the starting parameters (the same
+            for every optimizer of a run); NaN when not measured.
+        test_size: the number of test examples behind ``accuracies`` (0: none).
+        lr_source: how the learning rate was chosen: ``"sweep"`` (tuned for the task, see
+            :mod:`gradtx.compare.presets`), ``"example"`` (the registry's example value) or
+            ``"--lr"`` (given on the command line).
     """
 
     name: str
@@ -41,10 +47,24 @@ class RunResult:
     window: int = 1
     eval_steps: list[int] = field(default_factory=list)
     accuracies: list[float] = field(default_factory=list)
+    start_loss: float = math.nan
+    test_size: int = 0
+    lr_source: str = ""
 
     @property
     def test_accuracy(self) -> float | None:
         return self.accuracies[-1] if self.accuracies else None
+
+    def accuracy_interval(self, z: float = 1.96) -> tuple[float, float] | None:
+        """The 95% Wilson score interval of the final test accuracy over ``test_size``
+        examples; None without one."""
+        p, n = self.test_accuracy, self.test_size
+        if p is None or n <= 0:
+            return None
+        scale = 1 + z * z / n
+        center = (p + z * z / (2 * n)) / scale
+        half = z / scale * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return max(0.0, center - half), min(1.0, center + half)
 
     def curve(self) -> list[float]:
         """The loss after ``k`` updates for k = 0..steps: the trailing mean of ``losses`` over
@@ -55,10 +75,21 @@ class RunResult:
             out.append(math.fsum(recent) / len(recent))
         return [*out, self.final_loss]
 
+    def plotted(self) -> list[float]:
+        """The curve the plot draws: :meth:`curve`, without its last point for minibatch
+        tasks (``window > 1``), where ``final_loss`` is another measurement (the whole
+        training set, or held-out data) than the running mean before it."""
+        return self.curve()[:-1] if self.window > 1 else self.curve()
+
     def steps_to(self, target: float) -> int | None:
-        """The fewest updates after which :meth:`curve` is at or below ``target``; None if it
-        never is (a NaN never is)."""
-        return next((k for k, loss in enumerate(self.curve()) if loss <= target), None)
+        """The first step from which :meth:`plotted` stays at or below ``target`` to the end;
+        None if its last point is above it (a NaN is above any target). Dipping below the
+        target and coming back up does not count, so the number never contradicts the plot."""
+        curve = self.plotted()
+        above = [k for k, loss in enumerate(curve) if not loss <= target]
+        if not above:
+            return 0
+        return None if above[-1] == len(curve) - 1 else above[-1] + 1
 
 
 def train(
@@ -78,6 +109,8 @@ def train(
     parameters are not the ones to evaluate. The training-loss curve is always at the training
     parameters (it is the loss the step differentiates)."""
     tqdm = require("tqdm", "tqdm", "progress bars").tqdm
+    # Bars only on a terminal: redirected to a file, their carriage-return updates are noise.
+    show_bars = sys.stderr.isatty()
 
     @jax.jit
     def step(params: Any, state: Any, batch: tuple) -> tuple[Any, Any, jax.Array]:
@@ -108,9 +141,11 @@ def train(
             accuracies.append(float(accuracy_fn(params, state)))
 
     evaluate(0)
+    start_loss = float(final_loss_fn(params, state))
     batches = task.batches()
     # leave=True keeps one finished bar per optimizer on screen: a record of the run.
-    with tqdm(total=steps, desc=f"{name:>12}", unit="step", file=sys.stderr) as bar:
+    with tqdm(total=steps, desc=f"{name:>12}", unit="step", file=sys.stderr,
+              disable=not show_bars) as bar:
         for k in range(1, steps + 1):
             batch = next(batches)
             t0 = time.perf_counter()
@@ -133,4 +168,6 @@ def train(
         window=task.window,
         eval_steps=eval_steps,
         accuracies=accuracies,
+        start_loss=start_loss,
+        test_size=task.test_size,
     )
