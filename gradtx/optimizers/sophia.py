@@ -20,18 +20,7 @@ from gradtx.hyperparams.declarations import (
 from gradtx.optimizers._common import BETA, EPS, LEARNING_RATE, optimizer, optimizer_chain
 from gradtx.optimizers.masks import MASK, masked_weight_decay
 from gradtx.transforms.scaling import scale_by_learning_rate
-from gradtx.transforms.sophia import scale_by_sophia
-
-
-def _check_estimator(name: str, value):
-    if value is None:
-        return None
-    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
-        raise TypeError(
-            f"`{name}` must be None or a GradientTransformation that returns the Hessian "
-            f"diagonal, got {type(value).__name__}."
-        )
-    return value
+from gradtx.transforms.sophia import check_estimator, scale_by_sophia
 
 
 def _check_period(name: str, value):
@@ -39,7 +28,7 @@ def _check_period(name: str, value):
 
 
 ESTIMATOR = FixedArgument(
-    checker=_check_estimator,
+    checker=check_estimator,
     text="None (Hutchinson's estimator, seed 0) or a transformation returning the Hessian "
          "diagonal",
     refused=(3,),

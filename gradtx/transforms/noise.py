@@ -96,6 +96,18 @@ def key_data(key) -> jax.Array:
     return jax.random.key_data(jax.random.key(0 if key is None else key))
 
 
+def resolve_key(key, seed=None):
+    """``(the key or seed to draw from, its implementation)`` for a transform's ``key`` and
+    Optax's older ``seed`` argument, both checked (at most one given; None: seed 0). The
+    implementation is that of a typed key, None otherwise (the default generator)."""
+    check_key("key", key)
+    check_seed("seed", seed)
+    if seed is not None and key is not None:
+        raise ValueError("Give `key` or `seed`, not both (`seed` is Optax's older name).")
+    chosen = seed if seed is not None else key
+    return chosen, jax.random.key_impl(chosen) if is_typed_key(chosen) else None
+
+
 def add_noise(
     eta: float | jax.Array,
     gamma: float | jax.Array,
@@ -125,12 +137,7 @@ def add_noise(
     """
     validation.check_non_negative("eta", eta)
     validation.check_non_negative("gamma", gamma)
-    check_key("key", key)
-    check_seed("seed", seed)
-    if seed is not None and key is not None:
-        raise ValueError("Give `key` or `seed`, not both (`seed` is Optax's older name).")
-    chosen = seed if seed is not None else key
-    impl = jax.random.key_impl(chosen) if is_typed_key(chosen) else None
+    chosen, impl = resolve_key(key, seed)
 
     def init(params):
         del params

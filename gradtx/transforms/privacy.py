@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from gradtx import live, validation
 from gradtx import tree as _tree
 from gradtx.core import GradientTransformation, PyTree
-from gradtx.transforms.noise import check_key, check_seed, is_typed_key, key_data
+from gradtx.transforms.noise import key_data, resolve_key
 
 
 def _check_batched(grads: PyTree, name: str) -> int:
@@ -205,12 +205,7 @@ def differentially_private_aggregate(
     """
     validation.check_non_negative("l2_norm_clip", l2_norm_clip)
     validation.check_non_negative("noise_multiplier", noise_multiplier)
-    check_key("key", key)
-    check_seed("seed", seed)
-    if seed is not None and key is not None:
-        raise ValueError("Give `key` or `seed`, not both (`seed` is Optax's older name).")
-    chosen = seed if seed is not None else key
-    impl = jax.random.key_impl(chosen) if is_typed_key(chosen) else None
+    chosen, impl = resolve_key(key, seed)
 
     def init(params):
         del params

@@ -88,6 +88,18 @@ def hutchinson_estimator_diag_hessian(
     return GradientTransformation(init, update)
 
 
+def check_estimator(name: str, value):
+    """None, or a transformation (``init`` and ``update``) returning the Hessian diagonal."""
+    if value is None:
+        return None
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise TypeError(
+            f"`{name}` must be None or a GradientTransformation that returns the Hessian "
+            f"diagonal, got {type(value).__name__}."
+        )
+    return value
+
+
 class SophiaState(NamedTuple):
     r""":func:`scale_by_sophia`'s state (Optax's ``SophiaState``).
 
@@ -163,14 +175,9 @@ def scale_by_sophia(
         print_win_rate_every_n_steps = validation.check_static_int(
             "print_win_rate_every_n_steps", print_win_rate_every_n_steps)
     mu_dtype = validation.check_state_dtype("mu_dtype", mu_dtype)
-    estimator = hutchinson_estimator_diag_hessian() if hessian_diagonal_fn is None else (
-        hessian_diagonal_fn)
-    if not (callable(getattr(estimator, "init", None))
-            and callable(getattr(estimator, "update", None))):
-        raise TypeError(
-            "`hessian_diagonal_fn` must be a GradientTransformation, got "
-            f"{type(estimator).__name__}."
-        )
+    estimator = check_estimator("hessian_diagonal_fn", hessian_diagonal_fn)
+    if estimator is None:
+        estimator = hutchinson_estimator_diag_hessian()
     estimate = with_extra_args(estimator.update)
 
     def init(params):
