@@ -56,6 +56,7 @@ from gradtx.optimizers import (
     dog,
     dowg,
     dpsgd,
+    galore,
     is_hidden_matrix,
     lamb,
     lars,
@@ -149,6 +150,7 @@ from gradtx.transforms.factored import (
     scale_by_factored_rms,
     scale_by_param_block_rms,
 )
+from gradtx.transforms.galore import GaLoreDimensionNumbers, GaLoreState, scale_by_galore
 from gradtx.transforms.madgrad import MadgradState, scale_by_madgrad
 from gradtx.transforms.mars import MarsState, scale_by_mars
 from gradtx.transforms.moments import (
@@ -279,6 +281,10 @@ from gradtx.wrappers.sam import SAMState, sam
 __version__ = "0.1.0"
 
 __all__ = [
+    "galore",
+    "scale_by_galore",
+    "GaLoreDimensionNumbers",
+    "GaLoreState",
     "sophia",
     "scale_by_sophia",
     "SophiaState",

@@ -926,8 +926,12 @@ CONTRIB = {
         "`gx.ScaleByDowgState`",
         "The same fields (`gx.scale_by_dowg` is the scaling, private in Optax).",
     ),
-    "optax.contrib.GaLoreDimensionNumbers": not_yet("(an argument of `optax.contrib.galore`)"),
-    "optax.contrib.GaLoreState": not_yet("(the state of `optax.contrib.galore`)"),
+    "optax.contrib.GaLoreDimensionNumbers": eq(
+        "`gx.GaLoreDimensionNumbers`",
+        "The same fields, `reduction_axis` and `output_axis`."),
+    "optax.contrib.GaLoreState": eq(
+        "`gx.GaLoreState`",
+        "The same fields; `count` is the optimizer's one count inside an optimizer."),
     "optax.contrib.HutchinsonState": eq(
         "`gx.HutchinsonState`",
         "The same field `key`, as raw key data."),
@@ -1022,10 +1026,10 @@ CONTRIB = {
     "optax.contrib.dpsgd": eq(
         "`gx.dpsgd`",
         "Same steps and noise; `seed` may also be a key."),
-    "optax.contrib.galore": not_yet(
-        "It projects each matrix's gradient on a low-rank basis recomputed by SVD every few "
-        "steps and runs Adam there: planned with a reference (GaLore's authors' package) to "
-        "check against; use `gx.adamw` meanwhile."),
+    "optax.contrib.galore": eq(
+        "`gx.galore`",
+        "Same steps (the SVD in float32 on both sides); default learning rate 1e-3; `scale` "
+        "may be live; complex parameters refused."),
     "optax.contrib.hutchinson_estimator_diag_hessian": eq(
         "`gx.hutchinson_estimator_diag_hessian`",
         "The same signs for the same key; each leaf's signs in its own dtype (Optax: the "
@@ -1084,7 +1088,9 @@ CONTRIB = {
         "`gx.scale_by_cocob`",
         "Same step.",
     ),
-    "optax.contrib.scale_by_galore": not_yet("(the scaling of `optax.contrib.galore`)"),
+    "optax.contrib.scale_by_galore": eq(
+        "`gx.scale_by_galore`",
+        "Same steps; bad dimension numbers are refused naming the leaf."),
     "optax.contrib.scale_by_madgrad": eq(
         "`gx.scale_by_madgrad`",
         "Same step, typed as Optax's.",

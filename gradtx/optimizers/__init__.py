@@ -10,6 +10,7 @@ from gradtx.optimizers.adan import adan
 from gradtx.optimizers.asgd import asgd
 from gradtx.optimizers.d_adaptation import dadapt_adamw, prodigy
 from gradtx.optimizers.dpsgd import dpsgd
+from gradtx.optimizers.galore import galore
 from gradtx.optimizers.layerwise import lamb, lars
 from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.madgrad import madgrad
@@ -40,6 +41,7 @@ from gradtx.optimizers.sophia import sophia
 from gradtx.optimizers.sparse_adam import sparse_adam
 
 __all__ = [
+    "galore",
     "sophia",
     "dpsgd",
     "acprop",
