@@ -26,6 +26,10 @@ from benchmarks.optimizers import OPTIMIZERS
 from benchmarks.results import ShapeResult
 from benchmarks.settings import make_settings
 
+# Every test here shares one expensive module fixture: one worker runs them all, so that
+# it is built once (otherwise each xdist worker that gets one of them builds its own).
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 SECTIONS = ["# gradtx benchmarks", "## Machine", "## Method", "## Copy bandwidth", "## Step time",
             "## Compile time", "## Per-leaf vs multi-tensor", "## Memory",
             "## Large single leaf (GPU)", "## Eager step time", "## Targets"]

@@ -1,5 +1,7 @@
-"""The generic matrix every registered optimizer goes through: error inputs, jit against
-eager, dtypes, odd trees, mismatched gradient trees, vmap/grad, and convergence."""
+"""The generic matrix every registered optimizer goes through: error inputs, dtypes, odd
+trees, mismatched gradient trees and convergence. jit against eager, vmap over a
+hyperparameter and the gradient in the learning rate are properties, checked on drawn problems
+in tests/test_properties.py."""
 
 from __future__ import annotations
 
@@ -58,24 +60,6 @@ def _random_grads(params, steps, seed=3):
     rng = np.random.default_rng(seed)
     return [jax.tree_util.tree_map(lambda p: rng.normal(size=np.shape(p)), params)
             for _ in range(steps)]
-
-
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_jit_equals_eager(info):
-    params = _like(info, helpers.make_params())
-    grads = _random_grads(params, 8)
-    opt = info.build(**info.example)
-    eager = helpers.run_steps(opt, params, grads)
-    step = jax.jit(opt.update)
-    state, p, traj = opt.init(params), params, []
-    for g in grads:
-        updates, state = step(g, state, p)
-        p = gx.apply_updates(p, updates)
-        traj.append(p)
-    for key in params:
-        np.testing.assert_allclose(
-            np.stack([t[key] for t in traj]), eager[key], rtol=1e-13, atol=1e-15
-        )
 
 
 DTYPES = [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64]
@@ -169,39 +153,6 @@ def test_mismatched_tree_without_params_is_caught_by_state_or_apply(info):
     with pytest.raises(ValueError, match=r"\['w'\]|needs the parameters"):
         updates, _ = opt.update(_like(info, {"w": jnp.ones((4, 4)), "b": jnp.ones(3)}), state)
         gx.apply_updates(params, updates)
-
-
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_vmap_over_learning_rate_equals_a_loop(info):
-    params = _like(info, helpers.make_params())
-    grads = _random_grads(params, 4)
-    lrs = jnp.asarray([1e-3, 1e-2, 0.1])
-    kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
-
-    def run(lr):
-        return helpers.run_steps(info.build(learning_rate=lr, **kwargs), params, grads)
-
-    batched = jax.vmap(run)(lrs)
-    for i, lr in enumerate([1e-3, 1e-2, 0.1]):
-        looped = run(lr)
-        for key in params:
-            np.testing.assert_allclose(batched[key][i], looped[key], rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-def test_update_is_differentiable_in_learning_rate(info):
-    params = _like(info, helpers.make_params())
-    grads = _random_grads(params, 3)
-    kwargs = {k: v for k, v in info.example.items() if k != "learning_rate"}
-
-    def final_sum(lr):
-        traj = helpers.run_steps(info.build(learning_rate=lr, **kwargs), params, grads)
-        return sum(jnp.sum(x[-1]) for x in jax.tree_util.tree_leaves(traj))
-
-    lr, h = 0.01, 1e-6
-    analytic = jax.grad(final_sum)(lr)
-    numeric = (final_sum(lr + h) - final_sum(lr - h)) / (2 * h)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
 
 
 def _quadratic():

@@ -24,6 +24,10 @@ import sys
 import numpy as np
 import pytest
 
+# Every test here shares one expensive module fixture: one worker runs them all, so that
+# it is built once (otherwise each xdist worker that gets one of them builds its own).
+pytestmark = pytest.mark.xdist_group("multihost")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS, SAVE_AT = 8, 4
 TIMEOUT_S = 300  # for a whole group of processes, start to finish

@@ -99,11 +99,20 @@ def test_grid_matches_torch(info, static, mode, torch_float64):
         _assert_matches(expected, traj, i, kwargs, info.parity_atol)
 
 
+def _takes_its_own_branch(point) -> bool:
+    """A value gradtx may branch on while building the step, when it is a Python number: 0
+    (a weight decay or momentum of 0 leaves its step out), None and the switches. Any other
+    Python number is folded into the same arithmetic a traced one runs through, which the
+    grid checks at every value."""
+    return any(v is None or isinstance(v, bool) or v == 0 for v in point.values())
+
+
 def _python_float_cases():
     for info in OPTIMIZERS:
         static = helpers.static_points(info)
         eager = [{}] + _eager_combos(static)
-        points = helpers.one_at_a_time(info) + static
+        special = [p for p in helpers.one_at_a_time(info) if not p or _takes_its_own_branch(p)]
+        points = special + [p for p in static if p not in special]
         for point in points:
             if not info.constraint(point):
                 continue
@@ -113,9 +122,10 @@ def _python_float_cases():
 
 @pytest.mark.parametrize(("info", "kwargs", "eager"), list(_python_float_cases()))
 def test_python_floats_match_torch(info, kwargs, eager, torch_float64):
-    """Hyperparameters as plain Python numbers: the path most users take. Jitted at every
-    point, eagerly too at the defaults and the eager grid's two static combinations (each
-    value changed alone is a constant folded into the same program)."""
+    """Hyperparameters as plain Python numbers, the path most users take: the defaults, every
+    static combination, and each value that takes a branch of its own as a Python number
+    (``_takes_its_own_branch``), jitted; eagerly too at the defaults and the eager grid's two
+    static combinations."""
     params, grads, grads_stacked = _data(info.name)
     expected = helpers.torch_trajectory(torch_float64, info, kwargs, params, grads)
     opt = info.build(**kwargs)

@@ -151,7 +151,7 @@ CORE = {
 # --- the default invariants of check_transformation ------------------------------------------
 
 
-# Two examples for the two most expensive properties (every example compiles several
+# Two examples for the three most expensive properties (every example compiles several
 # programs): with ~45 optimizers that is 90 drawn problems each, a third of their CI time saved.
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
 @settings(SETTINGS, max_examples=2)
@@ -239,7 +239,7 @@ def _numeric_grid_names(info) -> list[str]:
 
 
 @pytest.mark.parametrize("info", OPTIMIZERS, **BY_NAME)
-@SETTINGS
+@settings(SETTINGS, max_examples=2)
 @given(data=st.data())
 def test_vmap_over_a_hyperparameter_equals_a_loop(info, data):
     """Any numeric hyperparameter, as a traced array under vmap, gives each value's run."""

@@ -21,6 +21,10 @@ import pytest
 
 from gradtx.optimizers.registry import OPTIMIZERS
 
+# Every test here shares one expensive module fixture: one worker runs them all, so that
+# it is built once (otherwise each xdist worker that gets one of them builds its own).
+pytestmark = pytest.mark.xdist_group("sharding")
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = 8
 MESHES = [f"{layout}/{axes}" for layout in ("data8", "data4_model2")
