@@ -175,12 +175,19 @@ def accumulate_gradients(
 
     def update(updates, state, params=None, **extra_args):
         skip, skip_state = skip_decision(updates, state.gradient_step, params)
-        grad_sum = _tree.map_state(
-            lambda u, s: jnp.where(skip, s, (s + u.astype(s.dtype)).astype(s.dtype)),
-            updates, state.grad_sum, name="accumulate_gradients",
-        )
-        micro_step = state.micro_step + jnp.where(skip, 0, 1).astype(state.micro_step.dtype)
-        emit = jnp.logical_and(micro_step >= every_k, jnp.logical_not(skip))
+        # Without a skip function no call is dropped: the selects are left out of the step.
+        guarded = should_skip_update_fn is not None
+
+        def add(u, s):
+            total = (s + u.astype(s.dtype)).astype(s.dtype)
+            return jnp.where(skip, s, total) if guarded else total
+
+        grad_sum = _tree.map_state(add, updates, state.grad_sum, name="accumulate_gradients")
+        taken = jnp.where(skip, 0, 1) if guarded else 1
+        micro_step = state.micro_step + jnp.asarray(taken, state.micro_step.dtype)
+        emit = micro_step >= every_k
+        if guarded:
+            emit = jnp.logical_and(emit, jnp.logical_not(skip))
         mean = jax.tree_util.tree_map(
             lambda s: (s / _tree.cast_like(every_k, s)).astype(s.dtype), grad_sum
         )
